@@ -1,0 +1,157 @@
+"""Send throughput: N prospects enrolled with `wait: 0s`, time until Postfix's smtp-sink
+has accepted them all, against a plain aiosmtplib loop sending N pre-built messages of the
+same size over one reused connection, in the same run.
+
+    .venv/bin/python bench/send_throughput.py [--n 5000] [--runs 3] [--threads 8]
+
+Needs /usr/sbin/smtp-sink (scripts/install-servers installs postfix for it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import aiosmtplib
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+BODY = ("Hi {{ first_name }},\n\n" + ("We help teams like {{ company }} follow up on time. " * 2
+        + "\n") * 40 + "\nBest,\n{{ sender }}\n")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_sink(port: int) -> subprocess.Popen[bytes]:
+    sink = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+    proc = subprocess.Popen([sink, "-u", "nobody", f"127.0.0.1:{port}", "1024"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                if s.recv(100).startswith(b"220"):
+                    return proc
+        except OSError:
+            time.sleep(0.02)
+    proc.kill()
+    raise SystemExit("smtp-sink did not start")
+
+
+def build_workdir(root: Path, port: int, n: int) -> Path:
+    (root / "sequences").mkdir(parents=True)
+    (root / "templates").mkdir()
+    (root / "sequences" / "bench.yaml").write_text(
+        "name: bench\nmailbox: sales\nsteps:\n  - {name: hello, template: hello, wait: 0s}\n")
+    (root / "templates" / "hello.txt.j2").write_text(
+        "Subject: Following up, {{ first_name }}\n\n" + BODY)
+    (root / "sequencer.yaml").write_text(
+        "database: sqlite:///bench.db\nbroker: memory\ntick: 0.1s\nmailboxes:\n  sales:\n"
+        '    from: "Dana Reyes <dana@example.test>"\n'
+        f"    smtp: {{host: 127.0.0.1, port: {port}, tls: none}}\n"
+        f"    daily_limit: {n * 10}\n")
+    with open(root / "prospects.csv", "w") as f:
+        f.write("email,first_name,company\n")
+        for i in range(n):
+            f.write(f"p{i}@example.test,Pat{i},Company {i}\n")
+    return root / "sequencer.yaml"
+
+
+def sample_message(root: Path) -> bytes:
+    from sequencer.app import App
+    from sequencer.compose import compose, new_message_id
+    from sequencer.store.db import utcnow
+
+    app = App.load(root / "sequencer.yaml")
+    rendered = app.templates.get("hello").render(
+        {"first_name": "Pat1", "company": "Company 1", "sender": "Dana Reyes",
+         "email": "p1@example.test", "sequence": "bench", "step": "hello",
+         "unsubscribe_url": "mailto:dana@example.test?subject=unsubscribe"})
+    data = compose(sender="Dana Reyes <dana@example.test>", to="p1@example.test",
+                   rendered=rendered, message_id=new_message_id("example.test"),
+                   date=utcnow(), list_unsubscribe="<mailto:dana@example.test>")
+    app.close()
+    return data
+
+
+async def baseline(port: int, data: bytes, n: int) -> float:
+    start = time.perf_counter()
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False,
+                               use_tls=False) as smtp:
+        for i in range(n):
+            await smtp.sendmail("dana@example.test", [f"p{i}@example.test"], data)
+    return n / (time.perf_counter() - start)
+
+
+def engine(root: Path, n: int, threads: int) -> tuple[float, float]:
+    from sqlalchemy import func, select
+
+    from sequencer.app import App
+    from sequencer.enrollment import run_enroll
+    from sequencer.store.schema import enrollments
+    from workers.run import run
+
+    app = App.load(root / "sequencer.yaml")
+    run_enroll(app, "bench", root / "prospects.csv", progress=False)
+
+    def completed() -> int:
+        with app.store.read() as conn:
+            return int(conn.scalar(select(func.count()).select_from(enrollments)
+                                   .where(enrollments.c.state == "completed")) or 0)
+
+    start = time.perf_counter()
+    run(app, threading.Event(), threads=threads, watchers=False,
+        until=lambda: completed() >= n)
+    elapsed = time.perf_counter() - start
+    done = completed()
+    app.close()
+    return done / elapsed, done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=8)
+    args = parser.parse_args()
+    port = free_port()
+    sink = start_sink(port)
+    base_rates, ours = [], []
+    try:
+        for run_no in range(args.runs):
+            with tempfile.TemporaryDirectory() as tmp:
+                root = Path(tmp)
+                build_workdir(root, port, args.n)
+                data = sample_message(root)
+                b = asyncio.run(baseline(port, data, args.n))
+                rate, done = engine(root, args.n, args.threads)
+                base_rates.append(b)
+                ours.append(rate)
+                print(f"run {run_no + 1}: baseline {b:7.0f} msg/s   sequencer {rate:7.0f} msg/s "
+                      f"({done} sent, message {len(data)} bytes)  ratio {rate / b:.2f}",
+                      flush=True)
+    finally:
+        sink.kill()
+        sink.wait()
+    mb, mo = statistics.median(base_rates), statistics.median(ours)
+    print(f"median of {args.runs}: baseline (aiosmtplib, pre-built, one connection) "
+          f"{mb:.0f} msg/s; sequencer end to end {mo:.0f} msg/s; ratio {mo / mb:.2f} "
+          f"(aim >= 0.50)")
+
+
+if __name__ == "__main__":
+    main()

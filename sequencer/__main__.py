@@ -1,0 +1,3 @@
+from sequencer.cli import main
+
+main()

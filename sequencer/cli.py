@@ -1,0 +1,337 @@
+"""The `sequencer` command. Each command is a few lines around the library.
+
+Exit codes: 0 success, 1 bad input (file, line and reason on stderr), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from sequencer import eventlog
+from sequencer.errors import InputError, SequencerError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Email follow-up sequences that stop the moment a prospect replies.",
+    pretty_exceptions_enable=False,
+)
+
+ConfigOpt = Annotated[
+    Optional[Path],  # noqa: UP045 - typer needs Optional
+    typer.Option("--config", "-c", help="settings file (default: $SEQUENCER_CONFIG or "
+                 "./sequencer.yaml)", show_default=False),
+]
+LogFormat = Annotated[str, typer.Option("--log-format", help="human or json")]
+LogFile = Annotated[Optional[Path], typer.Option("--log-file", help="also write the log here")]  # noqa: UP045
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _load(config: Path | None):  # type: ignore[no-untyped-def]
+    from sequencer.app import App
+
+    try:
+        return App.load(config)
+    except SequencerError as err:
+        raise _fail(str(err)) from err
+
+
+def _check_log_format(fmt: str) -> None:
+    if fmt not in ("human", "json"):
+        raise typer.BadParameter("use human or json", param_hint="--log-format")
+
+
+@app.command()
+def validate(
+    sequences: Annotated[Optional[list[str]], typer.Argument(help="paths or names")] = None,  # noqa: UP045
+    config: ConfigOpt = None,
+) -> None:
+    """Check sequences and their templates; exit 1 with file, line and reason on error."""
+    from sequencer.validation import validate_sequences
+
+    errors, checked = validate_sequences(config, sequences or [])
+    for line in checked:
+        typer.echo(line)
+    for err in errors:
+        typer.echo(f"error: {err}", err=True)
+    if errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def enroll(
+    sequence: Annotated[str, typer.Argument(help="sequence path or name")],
+    csv: Annotated[Path, typer.Argument(help="prospects CSV")],
+    config: ConfigOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Import prospects from CSV into a sequence (rejected rows listed with their line)."""
+    from sequencer.enrollment import run_enroll
+
+    application = _load(config)
+    try:
+        summary = run_enroll(application, sequence, csv, progress=not quiet)
+    except InputError as err:
+        raise _fail(str(err)) from err
+    finally:
+        application.close()
+    for rejected in summary.rejected:
+        typer.echo(f"{csv}:{rejected.line}: rejected {rejected.email or ''}: "
+                   f"{rejected.reason}".replace("  ", " "), err=True)
+    typer.echo(f"enrolled {summary.enrolled}, rejected {len(summary.rejected)} "
+               f"({summary.rows} rows) into {summary.sequence}")
+
+
+def _serve(config: Path | None, log_format: str, log_file: Path | None, verbose: bool,
+           **parts: object) -> None:
+    from workers.run import run as run_loop
+
+    _check_log_format(log_format)
+    eventlog.configure(log_format, log_file, verbose=verbose)
+    application = _load(config)
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        code = run_loop(application, stop, **parts)  # type: ignore[arg-type]
+    except SequencerError as err:
+        raise _fail(str(err)) from err
+    finally:
+        application.close()
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    threads: Annotated[int, typer.Option(min=1, max=64, help="send threads")] = 8,
+    log_format: LogFormat = "human",
+    log_file: LogFile = None,
+    verbose: Verbose = False,
+) -> None:
+    """Scheduler + senders + inbox watcher in one process (the embedded default)."""
+    _serve(config, log_format, log_file, verbose, threads=threads)
+
+
+@app.command()
+def scheduler(config: ConfigOpt = None, log_format: LogFormat = "human",
+              log_file: LogFile = None, verbose: Verbose = False) -> None:
+    """Only the scheduler: claims due steps and queues them on the broker (redis://)."""
+    _require_shared_broker(config)
+    _serve(config, log_format, log_file, verbose, senders=False, watchers=False)
+
+
+@app.command()
+def watch(config: ConfigOpt = None, log_format: LogFormat = "human",
+          log_file: LogFile = None, verbose: Verbose = False) -> None:
+    """Only the inbox watchers."""
+    _serve(config, log_format, log_file, verbose, scheduler=False, senders=False)
+
+
+@app.command()
+def worker(
+    config: ConfigOpt = None,
+    processes: Annotated[int, typer.Option(min=1, max=64)] = 1,
+    threads: Annotated[int, typer.Option(min=1, max=64)] = 8,
+    log_format: LogFormat = "human",
+    log_file: LogFile = None,
+    verbose: Verbose = False,
+) -> None:
+    """Only the send workers (dramatiq over redis://), in N processes of M threads."""
+    _require_shared_broker(config)
+    if processes == 1:
+        _serve(config, log_format, log_file, verbose, threads=threads, scheduler=False,
+               watchers=False)
+        return
+    import subprocess
+
+    argv = [sys.executable, "-m", "sequencer", "worker", "--processes", "1",
+            "--threads", str(threads), "--log-format", log_format]
+    if config:
+        argv += ["--config", str(config)]
+    if log_file:
+        argv += ["--log-file", str(log_file)]
+    if verbose:
+        argv.append("-v")
+    children = [subprocess.Popen(argv) for _ in range(processes)]
+
+    def _forward(signum: int, _frame: object) -> None:
+        for child in children:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, _forward)
+    signal.signal(signal.SIGINT, _forward)
+    codes = [child.wait() for child in children]
+    raise typer.Exit(max(codes))
+
+
+def _require_shared_broker(config: Path | None) -> None:
+    application = _load(config)
+    broker = application.settings.broker
+    application.close()
+    if broker == "memory":
+        raise _fail("separate scheduler/worker processes need a shared broker: set "
+                    "broker: redis://… (or SEQUENCER_BROKER_URL); `sequencer run` runs "
+                    "everything in one process")
+
+
+@app.command()
+def status(
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON array")] = False,
+    email: Annotated[Optional[str], typer.Option(help="only this address")] = None,  # noqa: UP045
+) -> None:
+    """Every enrollment: state, last step sent, next due time."""
+    from sequencer.store.queries import status as query
+
+    application = _load(config)
+    try:
+        rows = query(application.store, email=email)
+    finally:
+        application.close()
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("email", "sequence", "state", "sent", "last step", "next due (UTC)", "flag"):
+        table.add_column(col)
+    for r in rows:
+        due = r.next_due.strftime("%Y-%m-%d %H:%M:%S") if r.next_due else "-"
+        table.add_row(r.email, r.sequence, r.state, str(r.steps_sent), r.last_step or "-",
+                      due, r.flag or "")
+    Console(width=160).print(table)
+
+
+@app.command()
+def classify(
+    files: Annotated[list[Path], typer.Argument(help=".eml files")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """How the watcher reads a message: reply, auto_reply, bounce, complaint, unsubscribe…"""
+    from sequencer.classify import classify as read
+
+    results = []
+    for path in files:
+        try:
+            raw = path.read_bytes()
+        except OSError as err:
+            raise _fail(f"{path}: {err.strerror}") from err
+        verdict = read(raw)
+        results.append(verdict.as_dict(str(path)))
+        if not as_json:
+            extra = f" {verdict.bounce}" if verdict.bounce else ""
+            who = f" {verdict.recipient}" if verdict.recipient else ""
+            typer.echo(f"{path}: {verdict.kind.value}{extra}{who} — {verdict.reason}")
+    if as_json:
+        for item in results:
+            typer.echo(json.dumps(item, ensure_ascii=False))
+
+
+@app.command()
+def preview(
+    sequence: Annotated[str, typer.Argument(help="sequence path or name")],
+    email: Annotated[str, typer.Option("--email", help="an enrolled prospect")],
+    config: ConfigOpt = None,
+) -> None:
+    """Render that prospect's emails, step by step."""
+    from sequencer.enrollment import render_preview
+
+    application = _load(config)
+    try:
+        typer.echo(render_preview(application, sequence, email))
+    except SequencerError as err:
+        raise _fail(str(err)) from err
+    finally:
+        application.close()
+
+
+def _control(action: str, email: str, config: Path | None, sequence: str | None) -> None:
+    from sequencer.enrollment import control
+
+    application = _load(config)
+    try:
+        records, refusals = control(application, action, email, sequence)
+    finally:
+        application.close()
+    for rec in records:
+        typer.echo(f"{rec.event.value}: {email} in {rec.sequence}")
+    for refusal in refusals:
+        typer.echo(f"error: {email}: {refusal}", err=True)
+    if action == "suppress":
+        typer.echo(f"suppressed: {email}")
+    elif not records:
+        raise _fail(f"{email}: nothing to {action}" + (f" ({'; '.join(refusals)})"
+                                                       if refusals else ""))
+
+
+SequenceOpt = Annotated[Optional[str], typer.Option("--sequence", help="only this sequence")]  # noqa: UP045
+EmailArg = Annotated[str, typer.Argument(help="prospect address")]
+
+
+@app.command()
+def pause(email: EmailArg, sequence: SequenceOpt = None, config: ConfigOpt = None) -> None:
+    """Pause a prospect's active enrollments."""
+    _control("pause", email, config, sequence)
+
+
+@app.command()
+def resume(email: EmailArg, sequence: SequenceOpt = None, config: ConfigOpt = None) -> None:
+    """Resume paused enrollments (a step flagged `unknown` counts as delivered)."""
+    _control("resume", email, config, sequence)
+
+
+@app.command()
+def stop(email: EmailArg, sequence: SequenceOpt = None, config: ConfigOpt = None) -> None:
+    """Stop a prospect's enrollments for good."""
+    _control("stop", email, config, sequence)
+
+
+@app.command()
+def suppress(email: EmailArg, config: ConfigOpt = None) -> None:
+    """Never mail this address again (stops its enrollments)."""
+    _control("suppress", email, config, None)
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="working folder for the demo")] =
+    Path("demo-out"),
+    log_format: LogFormat = "human",
+) -> None:
+    """The whole loop on embedded defaults, in under a minute, with nothing installed."""
+    from sequencer.demo import run_demo
+
+    _check_log_format(log_format)
+    eventlog.configure(log_format)
+    try:
+        code = run_demo(directory)
+    except SequencerError as err:
+        raise _fail(str(err)) from err
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

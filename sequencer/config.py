@@ -1,0 +1,474 @@
+"""Settings: ``sequencer.yaml`` plus the environment, validated into frozen values.
+
+This is the only module that reads the environment. Secrets never live in YAML: a
+mailbox names an environment variable (``password_env``) and gets a ``Secret`` that
+never shows itself in a repr, a str, a format or a log line.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import timedelta
+from email.utils import getaddresses
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from sequencer.errors import ConfigError
+from sequencer.yamlfile import Loc, YamlDocument, read_yaml, validate
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FILE = "sequencer.yaml"
+SECRET_IN_YAML = "secrets never live in YAML: use password_env"
+
+
+class Secret:
+    """A value that never reveals itself except through ``reveal()``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    username: str | None
+    password: Secret | None
+    tls: Literal["ssl", "starttls", "none"]
+    allow_plaintext: bool
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    host: str
+    port: int
+    username: str
+    password: Secret | None
+    tls: Literal["ssl", "none"]
+    allow_plaintext: bool
+    folder: str = "INBOX"
+
+
+@dataclass(frozen=True)
+class MailboxConfig:
+    name: str
+    sender: str
+    sender_address: str
+    sender_domain: str
+    smtp: SmtpConfig
+    imap: ImapConfig | None
+    inbox: Path | None
+    daily_limit: int = 200
+
+
+@dataclass(frozen=True, repr=False)
+class Settings:
+    path: Path | None
+    base_dir: Path
+    database: str
+    broker: str
+    templates_dir: Path
+    sequences_dir: Path
+    mailboxes: Mapping[str, MailboxConfig]
+    claim_lease_s: float = 300.0
+    tick_s: float = 1.0
+    unsubscribe_url: str | None = None
+
+    def __repr__(self) -> str:
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["database"] = redact_url(self.database)
+        shown["broker"] = redact_url(self.broker)
+        shown["mailboxes"] = dict(self.mailboxes)
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+    __str__ = __repr__
+
+
+# --- durations -----------------------------------------------------------------------------
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+
+
+def parse_duration(text: str | int | float) -> timedelta:
+    """``"90s" "15m" "2h" "2d" "1w"`` (or a bare number of seconds) as a timedelta."""
+    if isinstance(text, bool):
+        raise ConfigError("a duration must be a number with a unit: s, m, h, d or w")
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        match = _DURATION.fullmatch(text.strip().lower())
+        if match is None:
+            raise ConfigError(f"{text!r} is not a duration: use a number and s, m, h, d or w")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds < 0:
+        raise ConfigError("a duration cannot be negative")
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError as err:
+        raise ConfigError(f"{text!r} is too long a duration") from err
+
+
+def _duration(value: object) -> timedelta:
+    if not isinstance(value, str | int | float):
+        raise ValueError("must be a duration such as 30s, 5m or 2h")
+    try:
+        return parse_duration(value)
+    except ConfigError as err:
+        raise ValueError(err.reason) from None
+
+
+Duration = Annotated[timedelta, PlainValidator(_duration)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+# --- the schema as written in YAML ---------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class _SmtpModel(_Model):
+    host: Text
+    port: int | None = Field(default=None, ge=1, le=65535)
+    username: Text | None = None
+    password_env: Text | None = None
+    tls: Literal["ssl", "starttls", "none"] = "starttls"
+    allow_plaintext: bool = False
+    timeout: Duration = timedelta(seconds=30)
+
+
+class _ImapModel(_Model):
+    host: Text
+    port: int | None = Field(default=None, ge=1, le=65535)
+    username: Text
+    password_env: Text | None = None
+    tls: Literal["ssl", "none"] = "ssl"
+    allow_plaintext: bool = False
+    folder: Text = "INBOX"
+
+
+class _MailboxModel(_Model):
+    sender: Text = Field(alias="from")
+    smtp: _SmtpModel
+    imap: _ImapModel | None = None
+    inbox: Text | None = None
+    daily_limit: int = Field(default=200, ge=1)
+
+
+class _SettingsModel(_Model):
+    database: Text | None = None
+    broker: Text = "memory"
+    templates: Text = "templates"
+    sequences: Text = "sequences"
+    mailboxes: dict[str, _MailboxModel] = Field(default_factory=dict)
+    claim_lease: Duration = timedelta(minutes=5)
+    tick: Duration = timedelta(seconds=1)
+    unsubscribe_url: Text | None = None
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``path`` (or ``$SEQUENCER_CONFIG``, or ``./sequencer.yaml``) and ``env``."""
+    env = os.environ if env is None else env
+    explicit = path is not None or bool(env.get("SEQUENCER_CONFIG"))
+    chosen = path or Path(env.get("SEQUENCER_CONFIG") or DEFAULT_FILE)
+    if not chosen.exists():
+        if explicit:
+            raise ConfigError("no such settings file", chosen)
+        return _defaults(env)
+    if not chosen.is_file():
+        raise ConfigError("not a file", chosen)
+    doc = read_yaml(chosen, ConfigError)
+    return _Builder(doc, env).settings()
+
+
+def _defaults(env: Mapping[str, str]) -> Settings:
+    cwd = Path.cwd()
+    return Settings(
+        path=None,
+        base_dir=cwd,
+        database=_env_database(env, cwd) or f"sqlite:///{cwd / 'sequencer.db'}",
+        broker=_env_broker(env) or "memory",
+        templates_dir=cwd / "templates",
+        sequences_dir=cwd / "sequences",
+        mailboxes=MappingProxyType({}),
+    )
+
+
+class _Builder:
+    """Turns a validated YAML document into ``Settings``, checking across keys."""
+
+    def __init__(self, doc: YamlDocument, env: Mapping[str, str]) -> None:
+        self.doc = doc
+        self.env = env
+        self.base = doc.path.resolve().parent
+
+    def fail(self, reason: str, loc: Loc) -> ConfigError:
+        return ConfigError(reason, self.doc.path, self.doc.line_of(loc))
+
+    def settings(self) -> Settings:
+        for loc, line in self.doc.key_lines():
+            key = str(loc[-1]).lower()
+            if "password" in key and key != "password_env":
+                raise ConfigError(SECRET_IN_YAML, self.doc.path, line)
+        raw = validate(_SettingsModel, self.doc, ConfigError)
+        log.debug("loaded settings from %s", self.doc.path)
+        return Settings(
+            path=self.doc.path.resolve(),
+            base_dir=self.base,
+            database=_env_database(self.env, Path.cwd()) or self._database(raw.database),
+            broker=_env_broker(self.env) or self._broker(raw.broker),
+            templates_dir=self._path(raw.templates),
+            sequences_dir=self._path(raw.sequences),
+            mailboxes=MappingProxyType(
+                {name: self._mailbox(name, box) for name, box in raw.mailboxes.items()}
+            ),
+            claim_lease_s=self._positive(raw.claim_lease, ("claim_lease",)),
+            tick_s=self._positive(raw.tick, ("tick",)),
+            unsubscribe_url=self._unsubscribe(raw.unsubscribe_url),
+        )
+
+    def _path(self, text: str) -> Path:
+        return self.base / Path(text).expanduser()
+
+    def _positive(self, value: timedelta, at: Loc) -> float:
+        if value <= timedelta(0):
+            raise self.fail(f"{at[-1]}: must be longer than 0s", at)
+        return value.total_seconds()
+
+    def _database(self, url: str | None) -> str:
+        if url is None:
+            return f"sqlite:///{self.base / 'sequencer.db'}"
+        try:
+            parsed = make_url(url)
+        except ArgumentError as err:
+            raise self.fail("database: not a database URL", ("database",)) from err
+        if parsed.password is not None:
+            reason = "database: secrets never live in YAML: use SEQUENCER_DATABASE_URL"
+            raise self.fail(reason, ("database",))
+        return _absolute_sqlite(url, self.base)
+
+    def _broker(self, url: str) -> str:
+        problem = _broker_problem(url)
+        if problem is not None:
+            raise self.fail(f"broker: {problem}", ("broker",))
+        if url != "memory" and urlsplit(url).password is not None:
+            reason = "broker: secrets never live in YAML: use SEQUENCER_BROKER_URL"
+            raise self.fail(reason, ("broker",))
+        return url
+
+    def _unsubscribe(self, url: str | None) -> str | None:
+        if url is None:
+            return None
+        if urlsplit(url).scheme not in ("http", "https") or "{token}" not in url:
+            reason = "unsubscribe_url: must be an http(s) URL containing {token}"
+            raise self.fail(reason, ("unsubscribe_url",))
+        return url
+
+    def _mailbox(self, name: str, raw: _MailboxModel) -> MailboxConfig:
+        at: Loc = ("mailboxes", name)
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+            raise self.fail(f"mailbox name {name!r}: use letters, digits, - and _", at)
+        sender, address, domain = self._sender(raw.sender, (*at, "from"))
+        if raw.imap is not None and raw.inbox is not None:
+            raise self.fail("use either imap or inbox, not both", (*at, "inbox"))
+        return MailboxConfig(
+            name=name,
+            sender=sender,
+            sender_address=address,
+            sender_domain=domain,
+            smtp=self._smtp(raw.smtp, (*at, "smtp")),
+            imap=None if raw.imap is None else self._imap(raw.imap, (*at, "imap")),
+            inbox=None if raw.inbox is None else self._inbox(raw.inbox, (*at, "inbox")),
+            daily_limit=raw.daily_limit,
+        )
+
+    def _sender(self, text: str, at: Loc) -> tuple[str, str, str]:
+        try:
+            return parse_sender(text)
+        except ValueError as err:
+            raise self.fail(f"from: {err}", at) from None
+
+    def _inbox(self, text: str, at: Loc) -> Path:
+        scheme, _, rest = text.partition(":")
+        if scheme != "maildir" or not rest.strip():
+            raise self.fail("inbox: must be maildir:PATH", at)
+        return self._path(rest.strip())
+
+    def _smtp(self, raw: _SmtpModel, at: Loc) -> SmtpConfig:
+        self._plaintext(raw.host, raw.tls, raw.allow_plaintext, at)
+        if raw.password_env is not None and raw.username is None:
+            raise self.fail("password_env needs a username", (*at, "password_env"))
+        ports = {"starttls": 587, "ssl": 465, "none": 25}
+        return SmtpConfig(
+            host=raw.host,
+            port=raw.port or ports[raw.tls],
+            username=raw.username,
+            password=self._secret(raw.password_env, (*at, "password_env")),
+            tls=raw.tls,
+            allow_plaintext=raw.allow_plaintext,
+            timeout_s=self._positive(raw.timeout, (*at, "timeout")),
+        )
+
+    def _imap(self, raw: _ImapModel, at: Loc) -> ImapConfig:
+        self._plaintext(raw.host, raw.tls, raw.allow_plaintext, at)
+        return ImapConfig(
+            host=raw.host,
+            port=raw.port or (993 if raw.tls == "ssl" else 143),
+            username=raw.username,
+            password=self._secret(raw.password_env, (*at, "password_env")),
+            tls=raw.tls,
+            allow_plaintext=raw.allow_plaintext,
+            folder=raw.folder,
+        )
+
+    def _plaintext(self, host: str, tls: str, allowed: bool, at: Loc) -> None:
+        if tls == "none" and not allowed and not is_loopback(host):
+            reason = (
+                f"tls: none would send in plaintext to {host}: "
+                "use tls, a loopback host, or allow_plaintext: true"
+            )
+            raise self.fail(reason, (*at, "tls"))
+
+    def _secret(self, name: str | None, at: Loc) -> Secret | None:
+        if name is None:
+            return None
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise self.fail(f"password_env: {name!r} is not an environment variable name", at)
+        value = self.env.get(name)
+        if not value:
+            raise self.fail(f"password_env: environment variable {name} is not set", at)
+        return Secret(value)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ::1."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def parse_sender(text: str) -> tuple[str, str, str]:
+    """``"Dana <Dana@X.com>"`` -> (text, ``dana@x.com``, ``x.com``); ValueError when bad."""
+    if _CONTROL.search(text):
+        raise ValueError("control characters are not allowed")
+    pairs = getaddresses([text])
+    if len(pairs) != 1 or not pairs[0][1]:
+        raise ValueError(f"{text!r} is not one address such as 'Dana <dana@example.com>'")
+    try:
+        checked = validate_email(
+            pairs[0][1],
+            check_deliverability=False,
+            globally_deliverable=False,
+            test_environment=True,
+        )
+    except EmailNotValidError as err:
+        raise ValueError(f"{pairs[0][1]!r} is not a valid address: {err}") from None
+    return text.strip(), checked.normalized.lower(), checked.ascii_domain.lower()
+
+
+def _absolute_sqlite(url: str, base: Path) -> str:
+    match = re.fullmatch(r"(sqlite(?:\+\w+)?):///([^?]*)(\?.*)?", url)
+    if match is None:
+        return url
+    scheme, file, query = match.group(1), match.group(2), match.group(3) or ""
+    if not file or file.startswith((":memory:", "/")):
+        return url
+    return f"{scheme}:///{base / Path(file).expanduser()}{query}"
+
+
+def _broker_problem(url: str) -> str | None:
+    if url == "memory":
+        return None
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:
+        hostname = None
+    if hostname is None or parts.scheme not in ("redis", "rediss"):
+        return "must be memory or a redis:// URL"
+    return None
+
+
+def _env_database(env: Mapping[str, str], base: Path) -> str | None:
+    url = env.get("SEQUENCER_DATABASE_URL")
+    if not url:
+        return None
+    try:
+        make_url(url)
+    except ArgumentError as err:
+        raise ConfigError("not a database URL", "$SEQUENCER_DATABASE_URL") from err
+    return _absolute_sqlite(url, base)
+
+
+def _env_broker(env: Mapping[str, str]) -> str | None:
+    url = env.get("SEQUENCER_BROKER_URL")
+    if not url:
+        return None
+    problem = _broker_problem(url)
+    if problem is not None:
+        raise ConfigError(problem, "$SEQUENCER_BROKER_URL")
+    return url
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "***"
+    if password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()

@@ -1,0 +1,259 @@
+"""Sending one claimed step: render, compose, SMTP, record — at most once.
+
+The order is the guarantee: the Message-ID was stored at claim time; ``mark_data`` commits
+the point of no return right before DATA (and refuses when the enrollment halted since the
+claim); the outcome is committed after the server's reply. Whatever kills the process in
+between leaves a row the scheduler knows how to finish (see ``store.work``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sequencer import machine, timing
+from sequencer.app import App
+from sequencer.compose import compose
+from sequencer.errors import (
+    AuthenticationError,
+    DeliveryAborted,
+    HeaderInjectionError,
+    OutcomeUnknownError,
+    PermanentDeliveryError,
+    TemplateError,
+    TLSRequiredError,
+    TransientDeliveryError,
+)
+from sequencer.eventlog import EventRecord, emit
+from sequencer.machine import EnrollmentState, Event, SendStatus
+from sequencer.mail.smtp import SmtpAccount, SmtpSender
+from sequencer.spec import Sequence
+from sequencer.store import work
+from sequencer.store.work import Claim, Job
+
+logger = logging.getLogger(__name__)
+
+RETRY_ATTEMPTS = 5
+RETRY_BASE = timedelta(minutes=1)
+RETRY_CAP = timedelta(hours=1)
+
+
+def backoff(attempt: int, base: timedelta = RETRY_BASE, cap: timedelta = RETRY_CAP) -> timedelta:
+    """1st retry after ``base``, then doubling, never more than ``cap``."""
+    return min(cap, base * (2 ** max(0, attempt - 1)))
+
+
+def smtp_account(app: App, mailbox: str) -> SmtpAccount:
+    cfg = app.mailbox(mailbox).smtp
+    return SmtpAccount(
+        host=cfg.host, port=cfg.port, username=cfg.username,
+        password=cfg.password.reveal() if cfg.password else None,
+        tls=cfg.tls, timeout_s=cfg.timeout_s,
+    )
+
+
+class Senders:
+    """One reused SMTP connection per mailbox, per event loop (i.e. per worker thread)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._senders: dict[str, SmtpSender] = {}
+
+    def get(self, mailbox: str) -> SmtpSender:
+        sender = self._senders.get(mailbox)
+        if sender is None:
+            sender = self._senders[mailbox] = SmtpSender(smtp_account(self.app, mailbox))
+        return sender
+
+    async def close(self) -> None:
+        for sender in self._senders.values():
+            await sender.close()
+        self._senders.clear()
+
+
+def next_due_after(app: App, seq: Sequence, index: int, previous: datetime, tz_name: str,
+                   follow_up_by: object = None, not_before: datetime | None = None
+                   ) -> datetime | None:
+    """When step ``index`` of ``seq`` is due after ``previous``; None past the last step."""
+    if index >= len(seq.steps):
+        return None
+    return timing.due_at(
+        previous=previous, step=seq.steps[index], tz=ZoneInfo(tz_name),
+        window=seq.send_window,
+        follow_up_by=follow_up_by,  # type: ignore[arg-type]
+        not_before=not_before,
+    )
+
+
+def _crash(app: App, point: str) -> None:
+    if app.crash_at == point:  # tests only: kill this process right here
+        logger.warning("crash hook %s: killing the process", point)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def deliver(app: App, claim: Claim, senders: Senders) -> None:
+    """Send the claimed step and record the outcome. Never raises for delivery outcomes."""
+    job = work.load_job(app.store, claim)
+    if job is None:
+        logger.debug("claim %s for enrollment %s is stale", claim.token, claim.enrollment_id)
+        return
+    seq = app.sequences.get(job.sequence)
+    if seq is None or job.step_index >= len(seq.steps):
+        _finish_failed(app, job, None, "the sequence or its step no longer exists")
+        return
+    step = seq.steps[job.step_index]
+    mailbox = app.mailbox(job.mailbox)
+    base = _record(job, step.name, mailbox.name)
+    try:
+        rendered = app.templates.get(step.template).render(_context(app, job, seq, step.name))
+        thread = step.thread and job.thread_message_id is not None
+        data = compose(
+            sender=mailbox.sender, to=job.email, rendered=rendered,
+            message_id=job.message_id, date=app.clock(),
+            to_name=_full_name(job), in_reply_to=job.thread_message_id if thread else None,
+            references=job.thread_references if thread else (),
+            thread_subject=job.thread_subject if thread else None,
+            list_unsubscribe=_list_unsubscribe(app, job),
+        )
+    except (TemplateError, HeaderInjectionError) as err:
+        _finish_failed(app, job, None, f"cannot compose: {err}", base)
+        return
+    _crash(app, "after_claim")
+    subject = rendered.subject if not thread else (job.thread_subject or rendered.subject)
+
+    async def before_data() -> bool:
+        return work.mark_data(app.store, job, app.clock(), subject)
+
+    try:
+        accepted = await senders.get(job.mailbox).send(
+            mailbox.sender_address, job.email, data, before_data=before_data)
+    except DeliveryAborted:
+        work.release(app.store, job, app.clock())
+        logger.info("not sent: %s halted before DATA (%s/%s)", job.email, job.sequence,
+                    step.name)
+        return
+    except OutcomeUnknownError as err:
+        now = app.clock()
+        rec = base(Event.UNKNOWN, now, f"no reply after DATA: {err}; not resent")
+        if work.record_final(app.store, job, now, send_status=SendStatus.UNKNOWN,
+                             state=EnrollmentState.PAUSED, code=err.code, detail=str(err),
+                             records=[rec], flag=f"step {step.name}: outcome unknown"):
+            emit(rec)
+        return
+    except (AuthenticationError, TLSRequiredError) as err:
+        _pause_mailbox(app, job, str(err), base)
+        return
+    except PermanentDeliveryError as err:
+        _finish_permanent(app, job, err, base)
+        return
+    except TransientDeliveryError as err:
+        _retry_or_fail(app, job, err, base)
+        return
+    _crash(app, "after_250")
+    now = app.clock()
+    state, next_index = machine.after_sent(job.step_index, len(seq.steps))
+    due = next_due_after(app, seq, next_index, now, job.timezone, job.follow_up_by)
+    records = [base(Event.SENT, now, None)]
+    if state is EnrollmentState.COMPLETED:
+        records.append(base(Event.COMPLETED, now, None, message_id=None))
+    if work.record_sent(app.store, job, now, code=accepted.code, state=state,
+                        next_index=next_index, next_due=due, records=records):
+        for rec in records:
+            emit(rec)
+
+
+def _context(app: App, job: Job, seq: Sequence, step: str) -> dict[str, object]:
+    context: dict[str, object] = dict(job.vars)
+    context.update(
+        email=job.email, sender=app.mailbox(job.mailbox).sender, sequence=seq.name,
+        step=step, unsubscribe_url=_unsubscribe_url(app, job),
+    )
+    return context
+
+
+def _unsubscribe_url(app: App, job: Job) -> str:
+    template = app.settings.unsubscribe_url
+    if template:
+        return template.replace("{token}", job.message_id.strip("<>"))
+    return f"mailto:{app.mailbox(job.mailbox).sender_address}?subject=unsubscribe"
+
+
+def _list_unsubscribe(app: App, job: Job) -> str:
+    mailto = f"<mailto:{app.mailbox(job.mailbox).sender_address}?subject=unsubscribe>"
+    if app.settings.unsubscribe_url:
+        return f"<{_unsubscribe_url(app, job)}>, {mailto}"
+    return mailto
+
+
+def _full_name(job: Job) -> str | None:
+    name = " ".join(p for p in (job.vars.get("first_name", ""), job.vars.get("last_name", ""))
+                    if p)
+    return name or None
+
+
+class _RecordFactory:
+    def __init__(self, job: Job, step: str | None, mailbox: str) -> None:
+        self.job, self.step, self.mailbox = job, step, mailbox
+
+    def __call__(self, event: Event, at: datetime, detail: str | None, *,
+                 message_id: str | None | bool = True) -> EventRecord:
+        mid = self.job.message_id if message_id is True else message_id
+        return EventRecord(event, at, email=self.job.email, mailbox=self.mailbox,
+                           sequence=self.job.sequence, step=self.step,
+                           message_id=mid if isinstance(mid, str) else None,
+                           detail=detail, enrollment_id=self.job.enrollment_id)
+
+
+def _record(job: Job, step: str | None, mailbox: str) -> _RecordFactory:
+    return _RecordFactory(job, step, mailbox)
+
+
+def _finish_failed(app: App, job: Job, code: int | None, detail: str,
+                   base: _RecordFactory | None = None) -> None:
+    now = app.clock()
+    rec = (base or _record(job, None, job.mailbox))(Event.FAILED, now, detail)
+    if work.record_final(app.store, job, now, send_status=SendStatus.FAILED,
+                         state=EnrollmentState.FAILED, code=code, detail=detail,
+                         records=[rec]):
+        emit(rec)
+
+
+def _finish_permanent(app: App, job: Job, err: PermanentDeliveryError,
+                      base: _RecordFactory) -> None:
+    now = app.clock()
+    if err.recipient_rejected:
+        rec = base(Event.BOUNCED, now, f"hard bounce at RCPT: {err}")
+        if work.record_final(app.store, job, now, send_status=SendStatus.FAILED,
+                             state=EnrollmentState.BOUNCED, code=err.code, detail=str(err),
+                             records=[rec], suppress=f"hard bounce: {err}"):
+            emit(rec)
+        return
+    _finish_failed(app, job, err.code, f"permanent failure: {err}", base)
+
+
+def _retry_or_fail(app: App, job: Job, err: TransientDeliveryError,
+                   base: _RecordFactory) -> None:
+    now = app.clock()
+    attempt = job.attempts + 1
+    retry = app.settings.retry
+    if attempt >= retry.attempts:
+        _finish_failed(app, job, err.code, f"gave up after {attempt} attempts: {err}", base)
+        return
+    delay = backoff(attempt, timedelta(seconds=retry.backoff_s),
+                    timedelta(seconds=retry.max_backoff_s))
+    due = now + delay
+    rec = base(Event.RETRYING, now, f"attempt {attempt} failed: {err}; next at "
+               f"{due.strftime('%Y-%m-%d %H:%M:%S')}Z")
+    if work.record_retry(app.store, job, now, code=err.code, detail=str(err), next_due=due,
+                         records=[rec]):
+        emit(rec)
+
+
+def _pause_mailbox(app: App, job: Job, reason: str, base: _RecordFactory) -> None:
+    work.release(app.store, job, app.clock())
+    if work.pause_mailbox(app.store, job.mailbox, reason):
+        emit(EventRecord(Event.PAUSED, app.clock(), mailbox=job.mailbox,
+                         detail=f"mailbox paused: {reason}"))

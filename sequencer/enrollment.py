@@ -1,0 +1,150 @@
+"""Use cases around enrollments: import a CSV, preview, manual control."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sequencer import timing
+from sequencer.app import App
+from sequencer.errors import EnrollError, SpecError
+from sequencer.eventlog import EventRecord
+from sequencer.prospects import Prospect, Rejected, count_rows, read_prospects
+from sequencer.spec import Sequence, load_sequence, resolve_sequence
+from sequencer.store import control as store_control
+from sequencer.store.enroll import Enrolled, enroll
+from sequencer.templates import BUILTIN_VARIABLES
+from sequencer.validation import check_sequence
+
+
+@dataclass
+class Summary:
+    sequence: str
+    rows: int = 0
+    enrolled: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def load_checked_sequence(app: App, ref: str) -> Sequence:
+    seq = load_sequence(resolve_sequence(ref, app.settings.sequences_dir))
+    problems = check_sequence(seq, app.settings, app.templates)
+    if problems:
+        raise SpecError("; ".join(problems))
+    app.sequences.setdefault(seq.name, seq)
+    return seq
+
+
+def required_variables(app: App, seq: Sequence) -> set[str]:
+    needed: set[str] = set()
+    for step in seq.steps:
+        needed |= set(app.templates.get(step.template).required)
+    return needed - BUILTIN_VARIABLES
+
+
+def first_due(seq: Sequence, now: datetime):  # type: ignore[no-untyped-def]
+    def due(p: Prospect) -> datetime:
+        tz = ZoneInfo(p.timezone or seq.timezone)
+        return timing.due_at(previous=now, step=seq.steps[0], tz=tz, window=seq.send_window,
+                             follow_up_by=p.follow_up_by)
+    return due
+
+
+def run_enroll(app: App, ref: str, csv: Path, *, progress: bool = True) -> Summary:
+    """Import ``csv`` into the sequence; file-level problems raise before anything is stored."""
+    seq = load_checked_sequence(app, ref)
+    required = required_variables(app, seq)
+    rows = read_prospects(csv, required=required)
+    first = next(rows, None)  # file-level errors are raised here, before any write
+    summary = Summary(seq.name)
+    if first is None:
+        return summary
+
+    def chain():  # type: ignore[no-untyped-def]
+        yield first
+        yield from rows
+
+    now = app.clock()
+    results = enroll(app.store, seq, chain(), now, first_due(seq, now), seq.timezone)
+    bar = _progress(csv) if progress and sys.stderr.isatty() else None
+    try:
+        for result in results:
+            summary.rows += 1
+            if isinstance(result, Enrolled):
+                summary.enrolled += 1
+            else:
+                summary.rejected.append(result)
+            if bar is not None:
+                bar[0].advance(bar[1])
+    finally:
+        if bar is not None:
+            bar[0].stop()
+    return summary
+
+
+def _progress(csv: Path):  # type: ignore[no-untyped-def]
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    progress = Progress(TextColumn("enrolling"), BarColumn(), MofNCompleteColumn(),
+                        transient=True)
+    task = progress.add_task("enroll", total=count_rows(csv))
+    progress.start()
+    return progress, task
+
+
+def render_preview(app: App, ref: str, email: str) -> str:
+    from sequencer.store.queries import status
+
+    seq = load_checked_sequence(app, ref)
+    rows = [r for r in status(app.store, email=email.strip().lower(), sequence=seq.name)]
+    if not rows:
+        raise EnrollError(f"{email} is not enrolled in {seq.name}")
+    from sqlalchemy import select
+
+    from sequencer.store.schema import enrollments
+
+    with app.store.read() as conn:
+        vars_ = conn.execute(select(enrollments.c.vars).where(
+            enrollments.c.email == rows[0].email, enrollments.c.sequence == seq.name)).scalar()
+    mailbox = app.mailbox(seq.mailbox)
+    out: list[str] = []
+    for step in seq.steps:
+        context: dict[str, object] = dict(vars_ or {})
+        context.update(email=rows[0].email, sender=mailbox.sender, sequence=seq.name,
+                       step=step.name,
+                       unsubscribe_url=f"mailto:{mailbox.sender_address}?subject=unsubscribe")
+        rendered = app.templates.get(step.template).render(context)
+        subject = rendered.subject
+        out.append(f"--- step {step.name} (wait {_wait_text(step)}"
+                   f"{', threaded' if step.thread else ''}) ---")
+        out.append(f"From: {mailbox.sender}\nTo: {rows[0].email}\nSubject: {subject}\n")
+        out.append(rendered.text.rstrip() + "\n")
+    return "\n".join(out)
+
+
+def _wait_text(step: object) -> str:
+    wait = step.wait  # type: ignore[attr-defined]
+    if wait.business_days:
+        return f"{wait.business_days} business days"
+    return str(wait.delta)
+
+
+def control(app: App, action: str, email: str,
+            sequence: str | None) -> tuple[list[EventRecord], list[str]]:
+    from sequencer.delivery import next_due_after
+    from sequencer.eventlog import emit
+
+    def due_after(seq_name: str, index: int, now: datetime, tz: str) -> datetime | None:
+        seq = app.sequences.get(seq_name)
+        if seq is None:
+            return now
+        return next_due_after(app, seq, index, now, tz)
+
+    records, refusals = store_control.apply(
+        app.store, action, email.strip().lower(), app.clock(), sequence=sequence,
+        due_after=due_after)
+    for rec in records:
+        emit(rec)
+    return records, refusals

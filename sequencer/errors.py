@@ -1,0 +1,119 @@
+"""One exception root for everything sequencer raises on purpose.
+
+Input errors carry where they came from (``path``, ``line``) and why (``reason``);
+``str()`` of one reads ``file:line: reason`` so the CLI can print it as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+# RFC 2034: the enhanced status code leads the reply text ("5.1.1 No such user"); some
+# callers keep the reply code in front of it ("550 5.1.1 …").
+_ENHANCED_STATUS = re.compile(r"^\s*(?:\d{3}[ -])?([245])\.(\d{1,3})\.(\d{1,3})\b")
+_SENDER_ADDRESS_DETAILS = frozenset({"7", "8"})
+
+
+class SequencerError(Exception):
+    """Root of every error sequencer raises on purpose."""
+
+
+class InputError(SequencerError):
+    """Bad input from a user file: names the file, the line and the reason."""
+
+    def __init__(self, reason: str, path: str | Path | None = None, line: int | None = None):
+        self.reason = reason
+        self.path = str(path) if path is not None else None
+        self.line = line
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = self.path or ""
+        if self.line is not None:
+            where = f"{where}:{self.line}" if where else f"line {self.line}"
+        return f"{where}: {self.reason}" if where else self.reason
+
+
+class ConfigError(InputError):
+    """The settings file or the environment is wrong."""
+
+
+class SpecError(InputError):
+    """A sequence file is wrong."""
+
+
+class TemplateError(InputError):
+    """A template is wrong, or cannot be rendered for a prospect."""
+
+
+class EnrollError(InputError):
+    """A CSV row (or the whole file) cannot be enrolled."""
+
+
+class HeaderInjectionError(SequencerError):
+    """A header value carries a control character (CR, LF, NUL …) or smuggles one."""
+
+
+class DeliveryError(SequencerError):
+    """SMTP delivery did not succeed. ``code`` is the SMTP reply code (0 when none)."""
+
+    def __init__(self, message: str, code: int = 0, recipient: str | None = None):
+        self.code = code
+        self.message = message
+        self.recipient = recipient
+        super().__init__(f"{code} {message}" if code else message)
+
+
+class TransientDeliveryError(DeliveryError):
+    """Try again later: 4xx, a dropped connection before the message was accepted."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Never retry: 5xx. ``recipient_rejected`` is true for 5.1.x (bad mailbox)."""
+
+    @property
+    def recipient_rejected(self) -> bool:
+        """True when the enhanced status is 5.1.x about the destination address.
+
+        5.1.7 and 5.1.8 are about the *sender's* address (RFC 3463), so they are not.
+        """
+        status = _ENHANCED_STATUS.match(self.message)
+        if status is None:
+            return False
+        klass, subject, detail = status.groups()
+        return klass == "5" and subject == "1" and detail not in _SENDER_ADDRESS_DETAILS
+
+
+class AuthenticationError(PermanentDeliveryError):
+    """The mailbox's credentials were refused (535): pause the mailbox, do not retry."""
+
+
+class OutcomeUnknownError(DeliveryError):
+    """The message's DATA went out but no reply was seen: it may or may not be delivered."""
+
+
+class TLSRequiredError(DeliveryError):
+    """TLS was asked for and the server cannot do it: nothing is sent in plaintext."""
+
+
+class WatcherError(SequencerError):
+    """The inbox watcher cannot reach or read its mailbox."""
+
+
+class DeliveryAborted(DeliveryError):
+    """The caller's last check before DATA said no: the transaction was reset, nothing sent."""
+
+
+class RecipientRefusedError(PermanentDeliveryError):
+    """The server refused the envelope recipient at RCPT with a 5xx reply.
+
+    At RCPT a bare 550/551/553 without an enhanced status code also means the mailbox is
+    bad; an enhanced status code, when present, decides.
+    """
+
+    @property
+    def recipient_rejected(self) -> bool:
+        if _ENHANCED_STATUS.match(self.message) is None:
+            return self.code in (550, 551, 553)
+        return super().recipient_rejected

@@ -1,0 +1,101 @@
+"""Inbound mail → what it means → the enrollment's new state → store → log.
+
+Called by the watchers for every message they find. Never raises for a bad message: a
+hostile or unreadable one is logged and skipped, and the watcher keeps running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sequencer import machine, timing
+from sequencer.app import App
+from sequencer.classify import Kind, Verdict, classify
+from sequencer.eventlog import EventRecord, emit
+from sequencer.machine import EnrollmentState, Event
+from sequencer.mail.inbox import Inbound
+from sequencer.store import inbox as store_inbox
+from sequencer.store.inbox import Target
+
+logger = logging.getLogger(__name__)
+
+_MEANING = {
+    Kind.REPLY: machine.Inbound.REPLY,
+    Kind.AUTO_REPLY: machine.Inbound.AUTO_REPLY,
+    Kind.COMPLAINT: machine.Inbound.COMPLAINT,
+    Kind.UNSUBSCRIBE: machine.Inbound.UNSUBSCRIBE,
+}
+
+
+def meaning(verdict: Verdict) -> machine.Inbound | None:
+    if verdict.kind is Kind.BOUNCE:
+        return (machine.Inbound.SOFT_BOUNCE if verdict.bounce == "soft"
+                else machine.Inbound.HARD_BOUNCE)
+    return _MEANING.get(verdict.kind)
+
+
+def own_addresses(app: App) -> frozenset[str]:
+    return frozenset(mb.sender_address for mb in app.settings.mailboxes.values())
+
+
+def handle(app: App, mailbox: str, message: Inbound) -> EventRecord | None:
+    """Classify one message and apply its effect; returns the event recorded, if any."""
+    now = app.clock()
+    verdict = classify(message.raw, own_addresses=own_addresses(app), now=now)
+    key = verdict.message_id or "sha256:" + hashlib.sha256(message.raw).hexdigest()
+    what = meaning(verdict)
+    if what is None:
+        logger.info("inbound %s uid %s: %s (%s)", mailbox, message.uid, verdict.kind.value,
+                    verdict.reason)
+        return None
+    address = verdict.recipient if verdict.kind in (Kind.BOUNCE, Kind.COMPLAINT) \
+        else verdict.sender
+    target = store_inbox.match(app.store, mailbox, references=verdict.references,
+                               original=verdict.original_message_id, address=address)
+    if target is None:
+        logger.info("inbound %s uid %s: %s from %s matches no enrollment (%s)", mailbox,
+                    message.uid, verdict.kind.value, address or "?", verdict.reason)
+        return None
+    if not store_inbox.first_seen(app.store, mailbox, key, verdict.kind.value, now):
+        logger.info("inbound %s uid %s: %s already handled", mailbox, message.uid, key)
+        return None
+    return _apply(app, target, verdict, what, now)
+
+
+def _apply(app: App, target: Target, verdict: Verdict, what: machine.Inbound,
+           now: datetime) -> EventRecord:
+    seq = app.sequences.get(target.sequence)
+    stop_on = seq.stop_on if seq else frozenset({"reply", "bounce", "unsubscribe",
+                                                 "complaint"})
+    effect = machine.on_inbound(EnrollmentState(target.state), what, stop_on)
+    detail = verdict.reason
+    if what is machine.Inbound.SOFT_BOUNCE:
+        detail = f"soft bounce, sequence goes on: {verdict.reason}"
+    record = EventRecord(effect.event, now, email=target.email, mailbox=target.mailbox,
+                         sequence=target.sequence, message_id=verdict.message_id,
+                         detail=detail, enrollment_id=target.enrollment_id)
+    if effect.delays and verdict.return_date is not None:
+        back = timing.back_after(verdict.return_date, ZoneInfo(target.timezone))
+        due = target.next_due
+        new_due = back if due is None or due < back else None
+        if new_due is not None and seq is not None:
+            new_due = timing.fit_window(new_due, seq.send_window, ZoneInfo(target.timezone))
+        record = EventRecord(
+            effect.event, now, email=target.email, mailbox=target.mailbox,
+            sequence=target.sequence, message_id=verdict.message_id,
+            detail=f"back on {verdict.return_date.isoformat()}; next step not before "
+                   f"{back.strftime('%Y-%m-%d %H:%M')}Z",
+            enrollment_id=target.enrollment_id)
+        store_inbox.delay(app.store, target, back, new_due, record)
+    elif effect.state is not None or effect.suppress:
+        store_inbox.halt(app.store, target, effect.state or EnrollmentState(target.state),
+                         now, record,
+                         suppress=f"{what.value}: {verdict.reason}" if effect.suppress
+                         else None)
+    else:
+        store_inbox.note(app.store, record)
+    emit(record)
+    return record

@@ -1,0 +1,288 @@
+"""Read a prospects CSV, streaming: one ``Prospect`` or ``Rejected`` per record, with its line.
+
+File-level problems (missing or empty file, no ``email`` column, duplicate columns, a column a
+template needs but the CSV lacks, bytes that are not UTF-8) raise ``EnrollError`` before any row
+is yielded, so a bad file changes nothing. Row-level problems yield ``Rejected`` with the
+physical line where the record starts and the reason, and reading goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date
+from email.header import decode_header
+from hashlib import blake2b
+from pathlib import Path
+from typing import Any, TextIO
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, caching_resolver, validate_email
+
+from sequencer.errors import EnrollError
+from sequencer.templates import BUILTIN_VARIABLES
+
+KNOWN_COLUMNS = ("email", "first_name", "last_name", "company", "timezone", "follow_up_by")
+
+_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+_SEPARATORS = re.compile(r"[,;\s]+")
+
+
+@dataclass(frozen=True)
+class Prospect:
+    """One accepted row. ``email`` is normalized; ``fields`` holds every column, stripped."""
+
+    line: int
+    email: str
+    fields: Mapping[str, str]
+    timezone: str | None
+    follow_up_by: date | None
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """One refused row: where it starts, its address cell if any, and why."""
+
+    line: int
+    email: str | None
+    reason: str
+
+
+def count_rows(path: Path) -> int:
+    """Records after the header (blank lines aside): the total for a progress bar."""
+    with _open(path) as handle:
+        return max(0, sum(1 for row in csv.reader(handle) if row) - 1)
+
+
+def read_prospects(
+    path: Path,
+    *,
+    required: Iterable[str] = (),
+    check: Callable[[Prospect], str | None] | None = None,
+    check_deliverability: bool = False,
+) -> Iterator[Prospect | Rejected]:
+    """Yield each record of the CSV at ``path`` as a Prospect or a Rejected, in file order.
+
+    ``required`` names the template variables used without a ``default``: every one must be a
+    column, and must not be blank in a row. Pass a mapping ``{variable: template name}`` to have
+    errors name the template. ``check`` sees each otherwise valid prospect; a string it returns
+    is the reason to reject it ("already enrolled", "suppressed" ...).
+    The checks done before this generator yields anything raise EnrollError.
+    """
+    path = Path(path)
+    _check_utf8(path)
+    needed = _needed(required)
+    handle = _open(path)
+    try:
+        reader = csv.reader(handle)
+        columns = _header(reader, path, needed)
+        rows = _Rows(columns, needed, check, check_deliverability)
+        yield from _records(reader, rows, path)
+    finally:
+        handle.close()
+
+
+def _open(path: Path) -> TextIO:
+    try:
+        return path.open(encoding="utf-8-sig", newline="")
+    except FileNotFoundError as err:
+        raise EnrollError("file not found", path) from err
+    except OSError as err:
+        raise EnrollError(f"cannot read: {err.strerror}", path) from err
+
+
+def _check_utf8(path: Path) -> None:
+    try:
+        with path.open("rb") as raw:
+            for number, line in enumerate(raw, 1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise EnrollError(
+                        "not valid UTF-8 (save the file as UTF-8)", path, number
+                    ) from err
+    except FileNotFoundError as err:
+        raise EnrollError("file not found", path) from err
+    except OSError as err:
+        raise EnrollError(f"cannot read: {err.strerror}", path) from err
+
+
+def _needed(required: Iterable[str]) -> dict[str, str | None]:
+    """Required variable -> the template that needs it (None when unknown), builtins aside."""
+    if isinstance(required, Mapping):
+        pairs: Iterable[tuple[str, Any]] = required.items()
+    else:
+        pairs = ((name, None) for name in required)
+    return {name: owner for name, owner in pairs if name not in BUILTIN_VARIABLES}
+
+
+def _header(reader: Any, path: Path, needed: Mapping[str, str | None]) -> list[str]:
+    try:
+        row: list[str] | None = next(reader, None)
+    except csv.Error as err:
+        raise EnrollError(f"cannot read the header row: {err}", path, 1) from err
+    if row is None:
+        raise EnrollError("the file is empty (a header row with an `email` column is needed)", path)
+    columns = [_column_name(cell) for cell in row]
+    seen: dict[str, int] = {}
+    for index, name in enumerate(columns, 1):
+        if not name:
+            raise EnrollError(f"column {index} has no name", path, 1)
+        if name in seen:
+            reason = f"duplicate column `{name}` (columns {seen[name]} and {index})"
+            raise EnrollError(reason, path, 1)
+        seen[name] = index
+    if "email" not in seen:
+        raise EnrollError("no `email` column in the header row", path, 1)
+    for name, owner in needed.items():
+        if name not in seen:
+            who = f"template {owner}" if owner else "a template"
+            reason = f"{who} uses {{{{ {name} }}}} but the CSV has no `{name}` column"
+            raise EnrollError(reason, path, 1)
+    return columns
+
+
+def _column_name(cell: str) -> str:
+    name = cell.strip()
+    return name.lower() if name.lower() in KNOWN_COLUMNS else name
+
+
+def _records(reader: Any, rows: _Rows, path: Path) -> Iterator[Prospect | Rejected]:
+    previous = reader.line_num
+    while True:
+        try:
+            row = next(reader, None)
+        except csv.Error as err:
+            raise EnrollError(f"unreadable CSV: {err}", path, previous + 1) from err
+        if row is None:
+            return
+        start, previous = previous + 1, reader.line_num
+        if row and any(row):
+            yield rows.read(start, row)
+
+
+class _Rows:
+    """The per-row rules, with what they remember between rows (addresses already seen)."""
+
+    def __init__(
+        self,
+        columns: list[str],
+        needed: Mapping[str, str | None],
+        check: Callable[[Prospect], str | None] | None,
+        check_deliverability: bool,
+    ) -> None:
+        self.columns = columns
+        self.width = len(columns)
+        self.email_index = columns.index("email")
+        self.needed = [name for name in needed if name in columns]
+        self.check = check
+        self.deliverability = check_deliverability
+        self.resolver = caching_resolver(timeout=10) if check_deliverability else None
+        self.seen: dict[bytes, int] = {}
+        self.zones: dict[str, bool] = {}
+
+    def read(self, line: int, row: list[str]) -> Prospect | Rejected:
+        cell = row[self.email_index].strip() if len(row) > self.email_index else None
+        reason = self._structure(row)
+        if reason is not None:
+            return Rejected(line, cell, reason)
+        fields = {name: value.strip() for name, value in zip(self.columns, row, strict=True)}
+        email, reason = self._address(fields["email"])
+        if email is None:
+            return Rejected(line, cell, reason or "invalid address")
+        fields["email"] = email
+        timezone = fields.get("timezone") or None
+        follow_up_by, date_reason = _follow_up_by(fields.get("follow_up_by", ""))
+        reason = self._zone(timezone) or date_reason or self._empty(fields)
+        key = blake2b(email.lower().encode(), digest_size=8).digest()
+        if reason is None and key in self.seen:
+            reason = f"duplicate of line {self.seen[key]}"
+        if reason is not None:
+            return Rejected(line, cell, reason)
+        prospect = Prospect(line, email, fields, timezone, follow_up_by)
+        reason = self.check(prospect) if self.check is not None else None
+        if reason is not None:
+            return Rejected(line, cell, reason)
+        self.seen[key] = line
+        return prospect
+
+    def _structure(self, row: list[str]) -> str | None:
+        if len(row) != self.width:
+            return f"expected {self.width} columns, found {len(row)}"
+        joined = "".join(row)
+        if _CONTROL.search(joined):
+            name = next(n for n, v in zip(self.columns, row, strict=True) if _CONTROL.search(v))
+            return f"control character in column `{name}`"
+        if "=?" in joined:
+            for name, value in zip(self.columns, row, strict=True):
+                if "=?" in value and _hides_control(value):
+                    return f"encoded word hiding a control character in column `{name}`"
+        return None
+
+    def _address(self, value: str) -> tuple[str | None, str | None]:
+        if not value:
+            return None, "empty `email`"
+        if sum(1 for token in _SEPARATORS.split(value) if "@" in token) > 1:
+            return None, "more than one address in `email` (one address per row)"
+        if value.count("@") > 1:
+            return None, "more than one @ in `email` (one address per row)"
+        try:
+            valid = validate_email(
+                value,
+                check_deliverability=self.deliverability,
+                dns_resolver=self.resolver,
+            )
+        except EmailNotValidError as err:
+            return None, f"invalid address: {err}"
+        local, _, domain = valid.normalized.rpartition("@")
+        return f"{local}@{domain.lower()}", None
+
+    def _zone(self, name: str | None) -> str | None:
+        if name is None:
+            return None
+        valid = self.zones.get(name)
+        if valid is None:
+            valid = self.zones[name] = _is_zone(name)
+        if valid:
+            return None
+        return f"unknown timezone `{name}` (use an IANA name such as America/New_York)"
+
+    def _empty(self, fields: Mapping[str, str]) -> str | None:
+        for name in self.needed:
+            if not fields[name]:
+                return f"`{name}` is empty but a template uses it without a default"
+        return None
+
+
+def _is_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _follow_up_by(value: str) -> tuple[date | None, str | None]:
+    if not value:
+        return None, None
+    try:
+        return date.fromisoformat(value), None
+    except ValueError:
+        return None, f"`follow_up_by` is not an ISO date (YYYY-MM-DD): `{value}`"
+
+
+def _hides_control(value: str) -> bool:
+    """True when RFC 2047 decoding of ``value`` would produce a control character."""
+    try:
+        parts = decode_header(value)
+        texts = [
+            chunk.decode(charset or "raw-unicode-escape", errors="replace")
+            if isinstance(chunk, bytes)
+            else chunk
+            for chunk, charset in parts
+        ]
+    except (ValueError, LookupError):
+        return False  # not a usable encoded word: compose writes it encoded, as literal text
+    return any(_CONTROL.search(text) for text in texts)

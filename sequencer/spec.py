@@ -1,0 +1,321 @@
+"""A sequence file (``sequences/NAME.yaml``) validated into a frozen ``Sequence``.
+
+Every problem raises ``SpecError`` whose ``str()`` reads ``PATH:LINE: reason``. Whether
+a step's template exists and whether the mailbox is configured is for the caller to check.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from dataclasses import dataclass
+from datetime import time, timedelta
+from enum import IntEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints
+
+from sequencer.config import parse_duration
+from sequencer.errors import ConfigError, SpecError
+from sequencer.yamlfile import Loc, YamlDocument, read_yaml, validate
+
+STOP_REASONS = frozenset({"reply", "bounce", "unsubscribe", "complaint"})
+
+
+class Weekday(IntEnum):
+    MON = 0
+    TUE = 1
+    WED = 2
+    THU = 3
+    FRI = 4
+    SAT = 5
+    SUN = 6
+
+
+@dataclass(frozen=True)
+class Wait:
+    """How long after the previous step (or enrollment): a span or business days."""
+
+    delta: timedelta
+    business_days: int = 0
+
+    def __post_init__(self) -> None:
+        if self.delta < timedelta(0) or self.business_days < 0:
+            raise ValueError("a wait cannot be negative")
+        if self.delta and self.business_days:
+            raise ValueError("a wait is either a span or business days, not both")
+
+
+@dataclass(frozen=True)
+class SendWindow:
+    """Days (0 = Monday … 6 = Sunday) and hours [start, end) when a step may go out."""
+
+    days: frozenset[int]
+    start: time
+    end: time
+
+    def __post_init__(self) -> None:
+        if not self.days or not self.days <= set(Weekday):
+            raise ValueError("days must be a non-empty set of 0 (Monday) … 6 (Sunday)")
+        if not self.start < self.end:
+            raise ValueError("a send window must start before it ends")
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    template: str
+    wait: Wait
+    thread: bool = False
+    ahead_of: str | None = None
+    lead: timedelta | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Sequence:
+    name: str
+    mailbox: str
+    timezone: str
+    send_window: SendWindow | None
+    stop_on: frozenset[str]
+    steps: tuple[Step, ...]
+    path: Path
+
+    def step(self, index: int) -> Step:
+        """The step at ``index`` (0-based); IndexError when there is none."""
+        if not 0 <= index < len(self.steps):
+            raise IndexError(f"sequence {self.name!r} has no step {index}")
+        return self.steps[index]
+
+
+# --- values as written in YAML -------------------------------------------------------------
+
+_BUSINESS = re.compile(r"(\d+)\s+business\s+days?")
+_FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_DAY_NAMES = {name: index for index, full in enumerate(_FULL_DAYS) for name in (full, full[:3])}
+_HOURS = re.compile(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})")
+
+
+def parse_wait(value: object) -> Wait:
+    """``"0s"``, ``"2d"``, ``"36h"``, ``"1w"`` or ``"3 business days"``."""
+    if not isinstance(value, str):
+        raise ValueError("must be a duration with a unit, such as 2d or 3 business days")
+    business = _BUSINESS.fullmatch(value.strip().lower())
+    if business is not None:
+        return Wait(timedelta(0), int(business.group(1)))
+    return Wait(_span(value))
+
+
+def _span(value: object) -> timedelta:
+    if not isinstance(value, str):
+        raise ValueError("must be a duration with a unit: s, m, h, d or w")
+    try:
+        return parse_duration(value)
+    except ConfigError as err:
+        raise ValueError(err.reason) from None
+
+
+def parse_days(value: object) -> frozenset[int]:
+    """``"mon-fri"``, ``"mon,wed,fri"``, ``"sat-sun"``, ``"daily"``, ``[mon, tue]``."""
+    parts = value if isinstance(value, list) else str(value).split(",")
+    days: set[int] = set()
+    for part in parts:
+        text = str(part).strip().lower()
+        if text in ("daily", "every day"):
+            days.update(range(7))
+            continue
+        first, _, last = text.partition("-")
+        start, end = _day(first), _day(last or first)
+        days.update((start + offset) % 7 for offset in range((end - start) % 7 + 1))
+    return frozenset(days)
+
+
+def _day(text: str) -> int:
+    day = _DAY_NAMES.get(text.strip())
+    if day is None:
+        raise ValueError(f"{text.strip()!r} is not a day: use mon … sun, mon-fri or daily")
+    return day
+
+
+def parse_hours(value: object) -> tuple[time, time]:
+    """``"09:00-17:00"`` -> (09:00, 17:00); the start must come before the end."""
+    match = _HOURS.fullmatch(str(value).strip())
+    if match is None:
+        raise ValueError("must look like 09:00-17:00")
+    h1, m1, h2, m2 = (int(group) for group in match.groups())
+    if max(h1, h2) > 23 or max(m1, m2) > 59:
+        raise ValueError("hours and minutes must be 00:00 … 23:59")
+    start, end = time(h1, m1), time(h2, m2)
+    if not start < end:
+        raise ValueError("the start must come before the end (no overnight windows)")
+    return start, end
+
+
+def check_timezone(value: object) -> str:
+    """An IANA time zone name such as ``America/New_York``."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be an IANA time zone such as America/New_York")
+    try:
+        zoneinfo.ZoneInfo(value.strip())
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone") from None
+    return value.strip()
+
+
+def check_stop_on(value: object) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("must be a list such as [reply, bounce, unsubscribe]")
+    unknown = sorted(set(value) - STOP_REASONS)
+    if unknown:
+        raise ValueError(f"unknown {unknown[0]!r}: use {', '.join(sorted(STOP_REASONS))}")
+    return frozenset(value)
+
+
+def check_name(value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", value):
+        raise ValueError("use letters, digits, - and _")
+    return value
+
+
+def check_template(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must name a template")
+    name = value.strip()
+    if name.startswith("/") or ".." in name.split("/"):
+        raise ValueError(f"{name!r} must be a template name under templates/")
+    return name
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class _WindowModel(_Model):
+    days: Annotated[frozenset[int], PlainValidator(parse_days)]
+    hours: Annotated[tuple[time, time], PlainValidator(parse_hours)]
+
+
+class _StepModel(_Model):
+    name: Text
+    template: Annotated[str, PlainValidator(check_template)]
+    wait: Annotated[Wait, PlainValidator(parse_wait)]
+    thread: bool = False
+    ahead_of: Text | None = None
+    lead: Annotated[timedelta, PlainValidator(_span)] | None = None
+
+
+class _SequenceModel(_Model):
+    name: Annotated[str, PlainValidator(check_name)]
+    mailbox: Text
+    timezone: Annotated[str, PlainValidator(check_timezone)] = "UTC"
+    send_window: _WindowModel | None = None
+    stop_on: Annotated[frozenset[str], PlainValidator(check_stop_on)] = STOP_REASONS
+    steps: list[_StepModel] = Field(min_length=1)
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def load_sequence(path: Path) -> Sequence:
+    """Read and validate one sequence file."""
+    return build_sequence(read_yaml(path, SpecError))
+
+
+def build_sequence(doc: YamlDocument) -> Sequence:
+    """Validate a parsed sequence document."""
+    raw = validate(_SequenceModel, doc, SpecError)
+    steps: list[Step] = []
+    for index, step in enumerate(raw.steps):
+        steps.append(_step(doc, index, step, {earlier.name for earlier in steps}))
+    window = raw.send_window
+    return Sequence(
+        name=raw.name,
+        mailbox=raw.mailbox,
+        timezone=raw.timezone,
+        send_window=None if window is None else SendWindow(window.days, *window.hours),
+        stop_on=raw.stop_on,
+        steps=tuple(steps),
+        path=doc.path,
+    )
+
+
+def _step(doc: YamlDocument, index: int, raw: _StepModel, earlier: set[str]) -> Step:
+    at: Loc = ("steps", index)
+
+    def fail(reason: str, key: str) -> SpecError:
+        return SpecError(reason, doc.path, doc.line_of((*at, key)))
+
+    if raw.name in earlier:
+        raise fail(f"step name {raw.name!r} is used twice", "name")
+    if raw.thread and index == 0:
+        raise fail("thread: the first step has nothing to reply to", "thread")
+    if (raw.lead is None) != (raw.ahead_of is None):
+        present = "lead" if raw.ahead_of is None else "ahead_of"
+        raise fail("lead and ahead_of go together: give both or neither", present)
+    return Step(
+        name=raw.name,
+        template=raw.template,
+        wait=raw.wait,
+        thread=raw.thread,
+        ahead_of=raw.ahead_of,
+        lead=raw.lead,
+        line=doc.line_of(at),
+    )
+
+
+def _sequence_name(path: Path) -> str | None:
+    """The top-level ``name:`` of a sequence file, without validating the rest."""
+    data = read_yaml(path, SpecError).data
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _files(sequences_dir: Path) -> list[Path]:
+    if not sequences_dir.is_dir():
+        return []
+    found = [*sequences_dir.glob("*.yaml"), *sequences_dir.glob("*.yml")]
+    return sorted(path for path in found if path.is_file())
+
+
+def resolve_sequence(ref: str, sequences_dir: Path) -> Path:
+    """``ref`` as a sequence file path, or the file under ``sequences_dir`` named ``ref``."""
+    as_path = Path(ref)
+    if as_path.is_file():
+        return as_path
+    if as_path.suffix in (".yaml", ".yml") or "/" in ref:
+        raise SpecError("no such sequence file", ref)
+    matches: list[Path] = []
+    broken: list[SpecError] = []
+    for path in _files(sequences_dir):
+        try:
+            if _sequence_name(path) == ref:
+                matches.append(path)
+        except SpecError as err:
+            broken.append(err)
+    if len(matches) > 1:
+        files = ", ".join(str(path) for path in matches)
+        raise SpecError(f"several sequences are named {ref!r}: {files}", sequences_dir)
+    if matches:
+        return matches[0]
+    if broken:
+        raise broken[0]
+    raise SpecError(f"no sequence named {ref!r}", sequences_dir)
+
+
+def load_sequences(sequences_dir: Path) -> list[Sequence]:
+    """Every sequence under ``sequences_dir``, sorted by name; two with one name is an error."""
+    by_name: dict[str, Sequence] = {}
+    for path in _files(sequences_dir):
+        doc = read_yaml(path, SpecError)
+        sequence = build_sequence(doc)
+        other = by_name.get(sequence.name)
+        if other is not None:
+            reason = f"sequence name {sequence.name!r} is also used by {other.path}"
+            raise SpecError(reason, path, doc.line_of(("name",)))
+        by_name[sequence.name] = sequence
+    return [by_name[name] for name in sorted(by_name)]

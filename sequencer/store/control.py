@@ -1,0 +1,79 @@
+"""Manual control: pause, resume, stop and suppress by address."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from sequencer import machine
+from sequencer.eventlog import EventRecord
+from sequencer.machine import EnrollmentState, Event, SendStatus
+from sequencer.store import events as stored_events
+from sequencer.store.db import Store
+from sequencer.store.schema import enrollments, sends
+from sequencer.store.work import add_suppression
+
+# (sequence, next step index, now) -> when that step is due, or None when there is none left
+DueAfter = Callable[[str, int, datetime, str], datetime | None]
+
+
+def _targets(conn: object, email: str, sequence: str | None) -> list[object]:
+    query = select(enrollments).where(enrollments.c.email == email)
+    if sequence:
+        query = query.where(enrollments.c.sequence == sequence)
+    return list(conn.execute(query).all())  # type: ignore[attr-defined]
+
+
+def apply(store: Store, action: str, email: str, now: datetime, *,
+          sequence: str | None = None, due_after: DueAfter | None = None,
+          reason: str = "by hand") -> tuple[list[EventRecord], list[str]]:
+    """Apply ``pause``/``resume``/``stop``/``suppress``; returns (events, refusals)."""
+    records: list[EventRecord] = []
+    refusals: list[str] = []
+    with store.write() as conn:
+        rows = _targets(conn, email, sequence)
+        if action == "suppress":
+            add_suppression(conn, email, reason, now)
+        for row in rows:
+            state = EnrollmentState(row.state)  # type: ignore[attr-defined]
+            try:
+                new, event, values = _transition(conn, action, state, row, now, due_after)
+            except machine.InvalidTransition as err:
+                if action != "suppress":
+                    refusals.append(f"{row.sequence}: {err}")  # type: ignore[attr-defined]
+                continue
+            conn.execute(update(enrollments).where(
+                enrollments.c.id == row.id).values(  # type: ignore[attr-defined]
+                state=new.value, claim_token=None, lease_until=None, updated_at=now, **values))
+            records.append(EventRecord(
+                event, now, email=email, mailbox=row.mailbox,  # type: ignore[attr-defined]
+                sequence=row.sequence, detail=reason,  # type: ignore[attr-defined]
+                enrollment_id=row.id))  # type: ignore[attr-defined]
+        stored_events.add(conn, *records)
+    return records, refusals
+
+
+def _transition(conn: object, action: str, state: EnrollmentState, row: object,
+                now: datetime, due_after: DueAfter | None
+                ) -> tuple[EnrollmentState, Event, dict[str, object]]:
+    if action == "pause":
+        return machine.pause(state), Event.PAUSED, {}
+    if action in ("stop", "suppress"):
+        return machine.stop(state), Event.STOPPED, {"next_due": None}
+    if action != "resume":
+        raise ValueError(action)
+    new = machine.resume(state)
+    index = row.step_index  # type: ignore[attr-defined]
+    current = conn.execute(select(sends.c.status).where(  # type: ignore[attr-defined]
+        sends.c.enrollment_id == row.id,  # type: ignore[attr-defined]
+        sends.c.step_index == index)).scalar()
+    if current == SendStatus.UNKNOWN.value:
+        index += 1  # the human checked: the step counts as delivered, never resent
+    due = due_after(row.sequence, index, now, row.timezone) if due_after else now  # type: ignore[attr-defined]
+    if due is None:
+        return EnrollmentState.COMPLETED, Event.COMPLETED, {
+            "step_index": index, "next_due": None, "flag": None}
+    return new, Event.RESUMED, {"step_index": index, "next_due": due, "flag": None,
+                                "attempts": 0}

@@ -1,0 +1,99 @@
+"""Engines and transactions.
+
+SQLite runs in WAL mode with a busy timeout, and every write transaction starts with
+``BEGIN IMMEDIATE`` so a read-then-write never loses a race (SQLAlchemy's
+``with_for_update()`` does nothing on SQLite). PostgreSQL uses ``FOR UPDATE SKIP LOCKED``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+
+from sequencer.errors import SequencerError
+from sequencer.store.schema import metadata
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+class StoreError(SequencerError):
+    """The database cannot be reached or used."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """Two engines over one database: ``write()`` (immediate transactions) and ``read()``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.writer = _engine(url, immediate=True)
+        self.reader = _engine(url, immediate=False) if self.is_sqlite else self.writer
+
+    def create(self) -> None:
+        """Create missing tables (new databases; see docs for upgrades)."""
+        with self.writer.begin() as conn:
+            metadata.create_all(conn)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction; retried from the top is the caller's job, locks wait."""
+        try:
+            with self.writer.begin() as conn:
+                yield conn
+        except OperationalError as err:
+            raise StoreError(f"database error: {err.orig}") from err
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.reader.connect() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.writer.dispose()
+        if self.reader is not self.writer:
+            self.reader.dispose()
+
+
+def _engine(url: str, *, immediate: bool) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    connect_args = {"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+    engine = create_engine(url, connect_args=connect_args)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        _retry_locked(lambda: cur.execute("PRAGMA journal_mode=WAL"))
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def _retry_locked(action: Any, attempts: int = 50) -> None:
+    for i in range(attempts):
+        try:
+            action()
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or i == attempts - 1:
+                raise
+            time.sleep(0.05)

@@ -1,0 +1,178 @@
+"""The inbound side of the store: watcher cursors, seen messages, matching, effects."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, desc, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from sequencer.eventlog import EventRecord
+from sequencer.machine import EnrollmentState, Event
+from sequencer.mail.inbox import Cursor
+from sequencer.store import events as stored_events
+from sequencer.store.db import Store
+from sequencer.store.schema import enrollments, inbound, mailboxes, sends
+from sequencer.store.work import add_suppression
+
+ACTIVE = EnrollmentState.ACTIVE.value
+
+
+class DbCursorStore:
+    """The watcher's cursor (UIDVALIDITY, last UID) per mailbox, in the database."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def load(self, mailbox: str) -> Cursor:
+        with self.store.read() as conn:
+            row = conn.execute(select(mailboxes.c.uidvalidity, mailboxes.c.last_uid)
+                               .where(mailboxes.c.name == mailbox)).first()
+        if row is None:
+            return Cursor(None, 0)
+        return Cursor(row.uidvalidity, row.last_uid or 0)
+
+    def save(self, mailbox: str, cursor: Cursor) -> None:
+        with self.store.write() as conn:
+            done = conn.execute(update(mailboxes).where(mailboxes.c.name == mailbox).values(
+                uidvalidity=cursor.uidvalidity, last_uid=cursor.last_uid)).rowcount
+            if not done:
+                conn.execute(insert(mailboxes).values(
+                    name=mailbox, uidvalidity=cursor.uidvalidity, last_uid=cursor.last_uid,
+                    paused=False))
+
+
+@dataclass(frozen=True)
+class Target:
+    enrollment_id: int
+    email: str
+    sequence: str
+    mailbox: str
+    state: str
+    step_index: int
+    next_due: datetime | None
+    timezone: str
+    how: str  # how the message was matched
+
+
+def first_seen(store: Store, mailbox: str, key: str, kind: str, now: datetime) -> bool:
+    """Record that ``key`` was handled; False when it already was (a re-delivery)."""
+    try:
+        with store.write() as conn:
+            if conn.scalar(select(inbound.c.id).where(inbound.c.mailbox == mailbox,
+                                                      inbound.c.message_id == key)):
+                return False
+            conn.execute(insert(inbound).values(mailbox=mailbox, message_id=key, kind=kind,
+                                                at=now))
+    except IntegrityError:
+        return False
+    return True
+
+
+def match(store: Store, mailbox: str, *, references: Iterable[str] = (),
+          original: str | None = None, address: str | None = None) -> Target | None:
+    """The enrollment an inbound message is about: by the Message-IDs it refers to (ours),
+    then by the address (the failed recipient of a bounce, or the sender of a reply)
+    among this mailbox's enrollments — the most recent active one first."""
+    cols = (enrollments.c.id, enrollments.c.email, enrollments.c.sequence,
+            enrollments.c.mailbox, enrollments.c.state, enrollments.c.step_index,
+            enrollments.c.next_due, enrollments.c.timezone)
+    ids = [i for i in ([original] if original else []) + list(references) if i]
+    with store.read() as conn:
+        if ids:
+            row = conn.execute(
+                select(*cols).join(sends, sends.c.enrollment_id == enrollments.c.id)
+                .where(sends.c.message_id.in_(ids)).order_by(desc(sends.c.step_index))
+            ).first()
+            if row is not None:
+                return _target(row, "message-id")
+        if address:
+            row = conn.execute(
+                select(*cols).where(enrollments.c.email == address.lower(),
+                                    enrollments.c.mailbox == mailbox)
+                .order_by(desc(enrollments.c.state == ACTIVE), desc(enrollments.c.id))
+            ).first()
+            if row is not None:
+                return _target(row, "address")
+    return None
+
+
+def _target(row: object, how: str) -> Target:
+    r = row
+    return Target(r.id, r.email, r.sequence, r.mailbox, r.state,  # type: ignore[attr-defined]
+                  r.step_index, r.next_due, r.timezone, how)  # type: ignore[attr-defined]
+
+
+def halt(store: Store, target: Target, state: EnrollmentState, now: datetime,
+         record: EventRecord, *, suppress: str | None = None) -> bool:
+    """Move the enrollment (and, when suppressing, every active enrollment of that address)
+    to ``state``. The send path re-checks the state inside its claim, so nothing is sent
+    after this commits."""
+    with store.write() as conn:
+        done = _halt_one(conn, target.enrollment_id, state, now)
+        if suppress:
+            add_suppression(conn, target.email, suppress, now)
+            others = conn.scalars(select(enrollments.c.id).where(
+                enrollments.c.email == target.email, enrollments.c.state == ACTIVE,
+                enrollments.c.id != target.enrollment_id)).all()
+            for other in others:
+                _halt_one(conn, other, state, now)
+        stored_events.add(conn, record)
+    return done
+
+
+def _halt_one(conn: Connection, enrollment_id: int, state: EnrollmentState,
+              now: datetime) -> bool:
+    return bool(conn.execute(
+        update(enrollments)
+        .where(enrollments.c.id == enrollment_id,
+               enrollments.c.state.in_([ACTIVE, EnrollmentState.PAUSED.value]))
+        .values(state=state.value, next_due=None, updated_at=now)
+    ).rowcount)
+
+
+def delay(store: Store, target: Target, not_before: datetime, next_due: datetime | None,
+          record: EventRecord) -> None:
+    """An out-of-office: the next step waits until the person is back."""
+    with store.write() as conn:
+        values: dict[str, object] = {"not_before": not_before}
+        if next_due is not None:
+            values["next_due"] = next_due
+        conn.execute(update(enrollments).where(enrollments.c.id == target.enrollment_id)
+                     .values(**values))
+        stored_events.add(conn, record)
+
+
+def note(store: Store, record: EventRecord) -> None:
+    with store.write() as conn:
+        stored_events.add(conn, record)
+
+
+
+
+def hold_lease(store: Store, mailbox: str, owner: str, now: datetime, ttl_s: float) -> bool:
+    """Take or renew the right to watch ``mailbox`` (one watcher per mailbox at a time)."""
+    from datetime import timedelta
+
+    until = now + timedelta(seconds=ttl_s)
+    with store.write() as conn:
+        row = conn.execute(select(mailboxes.c.lease_owner, mailboxes.c.lease_until)
+                           .where(mailboxes.c.name == mailbox)).first()
+        if row is None:
+            conn.execute(insert(mailboxes).values(name=mailbox, last_uid=0, paused=False,
+                                                  lease_owner=owner, lease_until=until))
+            return True
+        if row.lease_owner not in (None, owner) and row.lease_until and row.lease_until > now:
+            return False
+        conn.execute(update(mailboxes).where(mailboxes.c.name == mailbox)
+                     .values(lease_owner=owner, lease_until=until))
+    return True
+
+
+def drop_lease(store: Store, mailbox: str, owner: str) -> None:
+    with store.write() as conn:
+        conn.execute(update(mailboxes).where(mailboxes.c.name == mailbox,
+                                             mailboxes.c.lease_owner == owner)
+                     .values(lease_owner=None, lease_until=None))

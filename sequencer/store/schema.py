@@ -1,0 +1,149 @@
+"""The tables. The database is the source of truth for what is due and who owns it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime reached the database")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+prospects = Table(
+    "prospects",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+enrollments = Table(
+    "enrollments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("prospect_id", Integer, ForeignKey("prospects.id"), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("sequence", String(200), nullable=False),
+    Column("mailbox", String(200), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("step_index", Integer, nullable=False, default=0),  # the next step to send
+    Column("next_due", UTCDateTime()),
+    Column("claim_token", String(32)),
+    Column("lease_until", UTCDateTime()),
+    Column("attempts", Integer, nullable=False, default=0),  # for the current step
+    Column("not_before", UTCDateTime()),  # an out-of-office return
+    Column("flag", Text),  # needs a human: e.g. a step whose outcome is unknown
+    Column("timezone", String(64), nullable=False),
+    Column("follow_up_by", Date),
+    Column("vars", JSON, nullable=False),
+    Column("enrolled_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("prospect_id", "sequence", name="uq_enrollment_prospect_sequence"),
+)
+Index("ix_enrollments_due", enrollments.c.state, enrollments.c.next_due)
+Index("ix_enrollments_email", enrollments.c.email)
+
+sends = Table(
+    "sends",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("enrollment_id", Integer, ForeignKey("enrollments.id"), nullable=False),
+    Column("step_index", Integer, nullable=False),
+    Column("step_name", String(200), nullable=False),
+    Column("mailbox", String(200), nullable=False),
+    Column("message_id", String(400), nullable=False, unique=True),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("data_at", UTCDateTime()),  # DATA is about to go out: no blind resend
+    Column("done_at", UTCDateTime()),
+    Column("smtp_code", Integer),
+    Column("detail", Text),
+    Column("subject", Text),  # what a threaded step replies to
+    UniqueConstraint("enrollment_id", "step_index", name="uq_send_enrollment_step"),
+)
+Index("ix_sends_mailbox_created", sends.c.mailbox, sends.c.created_at)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("event", String(20), nullable=False),
+    Column("enrollment_id", Integer),
+    Column("mailbox", String(200)),
+    Column("sequence", String(200)),
+    Column("step", String(200)),
+    Column("email", String(320)),
+    Column("message_id", String(400)),
+    Column("detail", Text),
+)
+Index("ix_events_enrollment", events.c.enrollment_id)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+)
+
+mailboxes = Table(
+    "mailboxes",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("uidvalidity", Integer),
+    Column("last_uid", Integer, nullable=False, default=0),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("pause_reason", Text),
+    Column("lease_owner", String(64)),
+    Column("lease_until", UTCDateTime()),
+)
+
+inbound = Table(
+    "inbound",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("mailbox", String(200), nullable=False),
+    Column("message_id", String(400), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    UniqueConstraint("mailbox", "message_id", name="uq_inbound_mailbox_message"),
+)

@@ -1,0 +1,298 @@
+"""Claiming due steps and recording what became of them.
+
+The claim is the only way to own a step: a conditional update stamps the enrollment with a
+fresh token and a lease. Before DATA the sender commits ``data_at`` — conditional on the
+token and on the enrollment still being active and not suppressed — and that commit is the
+point of no return: a step whose lease ran out with ``data_at`` set is ``unknown`` (flagged,
+never resent); one without it is claimed again and sent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
+
+from sequencer.eventlog import EventRecord
+from sequencer.machine import EnrollmentState, Event, SendStatus
+from sequencer.store import events as stored_events
+from sequencer.store.db import Store
+from sequencer.store.schema import enrollments, mailboxes, sends, suppressions
+
+ACTIVE = EnrollmentState.ACTIVE.value
+
+
+@dataclass(frozen=True)
+class Claim:
+    enrollment_id: int
+    token: str
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything the sender needs, read under a valid claim."""
+
+    enrollment_id: int
+    token: str
+    email: str
+    sequence: str
+    mailbox: str
+    step_index: int
+    attempts: int
+    vars: Mapping[str, str]
+    timezone: str
+    follow_up_by: object
+    send_id: int
+    message_id: str
+    send_attempts: int
+    thread_message_id: str | None
+    thread_references: tuple[str, ...]
+    thread_subject: str | None
+
+
+def claim_due(
+    store: Store,
+    now: datetime,
+    *,
+    limit: int,
+    lease: timedelta,
+    step_name: Callable[[str, int], str | None],
+    new_message_id: Callable[[str], str],
+    daily_limits: Mapping[str, int] | None = None,
+) -> tuple[list[Claim], list[EventRecord]]:
+    """Claim up to ``limit`` due enrollments; create or reuse each one's send row.
+
+    Returns the claims to dispatch and the events of steps found ``unknown`` on the way.
+    ``step_name(sequence, index)`` is None when the sequence or step no longer exists.
+    """
+    claims: list[Claim] = []
+    records: list[EventRecord] = []
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    with store.write() as conn:
+        paused = set(conn.scalars(select(mailboxes.c.name).where(mailboxes.c.paused)))
+        candidates = select(
+            enrollments.c.id, enrollments.c.mailbox, enrollments.c.sequence,
+            enrollments.c.step_index, enrollments.c.email,
+        ).where(
+            enrollments.c.state == ACTIVE,
+            enrollments.c.next_due <= now,
+            or_(enrollments.c.lease_until.is_(None), enrollments.c.lease_until < now),
+        ).order_by(enrollments.c.next_due, enrollments.c.id).limit(limit)
+        if not store.is_sqlite:
+            candidates = candidates.with_for_update(skip_locked=True, of=enrollments)
+        rows = conn.execute(candidates).all()
+        budget = _budgets(conn, {r.mailbox for r in rows}, day_start, daily_limits or {})
+        for row in rows:
+            if row.mailbox in paused:
+                continue
+            existing = conn.execute(
+                select(sends.c.id, sends.c.status, sends.c.data_at, sends.c.message_id)
+                .where(sends.c.enrollment_id == row.id, sends.c.step_index == row.step_index)
+            ).first()
+            if existing is None and budget.get(row.mailbox, 1) <= 0:
+                continue
+            token = uuid.uuid4().hex
+            won = conn.execute(
+                update(enrollments)
+                .where(
+                    enrollments.c.id == row.id,
+                    enrollments.c.state == ACTIVE,
+                    or_(enrollments.c.lease_until.is_(None), enrollments.c.lease_until < now),
+                )
+                .values(claim_token=token, lease_until=now + lease, updated_at=now)
+            ).rowcount
+            if won != 1:
+                continue
+            name = step_name(row.sequence, row.step_index)
+            if existing is not None and existing.data_at is not None:
+                records.append(_mark_unknown(conn, row, existing, name, now))
+                continue
+            if name is None:
+                records.append(_fail_missing_step(conn, row, now))
+                continue
+            if existing is None:
+                conn.execute(insert(sends).values(
+                    enrollment_id=row.id, step_index=row.step_index, step_name=name,
+                    mailbox=row.mailbox, message_id=new_message_id(row.mailbox),
+                    status=SendStatus.CLAIMED.value, attempts=1, created_at=now,
+                ))
+                if row.mailbox in budget:
+                    budget[row.mailbox] -= 1
+            else:
+                conn.execute(update(sends).where(sends.c.id == existing.id)
+                             .values(attempts=sends.c.attempts + 1))
+            claims.append(Claim(row.id, token))
+        stored_events.add(conn, *records)
+    return claims, records
+
+
+def _budgets(conn: Connection, names: set[str], day_start: datetime,
+             limits: Mapping[str, int]) -> dict[str, int]:
+    budget: dict[str, int] = {}
+    for name in names:
+        if name not in limits:
+            continue
+        used = conn.scalar(select(func.count()).select_from(sends).where(
+            sends.c.mailbox == name, sends.c.created_at >= day_start)) or 0
+        budget[name] = limits[name] - used
+    return budget
+
+
+def _mark_unknown(conn: Connection, row: object, existing: object, step: str | None,
+                  now: datetime) -> EventRecord:
+    detail = "DATA went out but no reply was recorded; not resent — check and resume or stop"
+    conn.execute(update(sends).where(sends.c.id == existing.id).values(  # type: ignore[attr-defined]
+        status=SendStatus.UNKNOWN.value, done_at=now, detail=detail))
+    conn.execute(update(enrollments).where(enrollments.c.id == row.id).values(  # type: ignore[attr-defined]
+        state=EnrollmentState.PAUSED.value, claim_token=None, lease_until=None,
+        flag=f"step {step or '?'}: outcome unknown", updated_at=now))
+    return EventRecord(Event.UNKNOWN, now, email=row.email, mailbox=row.mailbox,  # type: ignore[attr-defined]
+                       sequence=row.sequence, step=step,  # type: ignore[attr-defined]
+                       message_id=existing.message_id, detail=detail,  # type: ignore[attr-defined]
+                       enrollment_id=row.id)  # type: ignore[attr-defined]
+
+
+def _fail_missing_step(conn: Connection, row: object, now: datetime) -> EventRecord:
+    detail = "the sequence or its step no longer exists"
+    conn.execute(update(enrollments).where(enrollments.c.id == row.id).values(  # type: ignore[attr-defined]
+        state=EnrollmentState.FAILED.value, claim_token=None, lease_until=None,
+        flag=detail, updated_at=now))
+    return EventRecord(Event.FAILED, now, email=row.email, mailbox=row.mailbox,  # type: ignore[attr-defined]
+                       sequence=row.sequence, detail=detail, enrollment_id=row.id)  # type: ignore[attr-defined]
+
+
+def load_job(store: Store, claim: Claim) -> Job | None:
+    """The claimed step, or None when the claim is stale or the enrollment halted."""
+    with store.read() as conn:
+        row = conn.execute(
+            select(enrollments, sends.c.id.label("send_id"), sends.c.message_id,
+                   sends.c.attempts.label("send_attempts"), sends.c.status.label("send_status"),
+                   sends.c.data_at)
+            .join(sends, and_(sends.c.enrollment_id == enrollments.c.id,
+                              sends.c.step_index == enrollments.c.step_index))
+            .where(enrollments.c.id == claim.enrollment_id)
+        ).first()
+        if (row is None or row.claim_token != claim.token or row.state != ACTIVE
+                or row.send_status != SendStatus.CLAIMED.value or row.data_at is not None):
+            return None
+        thread = conn.execute(
+            select(sends.c.message_id, sends.c.subject)
+            .where(sends.c.enrollment_id == claim.enrollment_id,
+                   sends.c.status == SendStatus.SENT.value)
+            .order_by(sends.c.step_index)
+        ).all()
+    return Job(
+        enrollment_id=row.id, token=claim.token, email=row.email, sequence=row.sequence,
+        mailbox=row.mailbox, step_index=row.step_index, attempts=row.attempts,
+        vars=row.vars, timezone=row.timezone, follow_up_by=row.follow_up_by,
+        send_id=row.send_id, message_id=row.message_id, send_attempts=row.send_attempts,
+        thread_message_id=thread[-1].message_id if thread else None,
+        thread_references=tuple(t.message_id for t in thread),
+        thread_subject=thread[0].subject if thread else None,
+    )
+
+
+def mark_data(store: Store, job: Job, now: datetime, subject: str) -> bool:
+    """The point of no return, committed before DATA. False: halted or lost the claim."""
+    with store.write() as conn:
+        suppressed = exists().where(suppressions.c.email == enrollments.c.email)
+        won = conn.execute(
+            update(enrollments)
+            .where(enrollments.c.id == job.enrollment_id,
+                   enrollments.c.claim_token == job.token,
+                   enrollments.c.state == ACTIVE, ~suppressed)
+            .values(updated_at=now)
+        ).rowcount
+        if won != 1:
+            return False
+        conn.execute(update(sends).where(sends.c.id == job.send_id,
+                                         sends.c.status == SendStatus.CLAIMED.value)
+                     .values(data_at=now, subject=subject))
+    return True
+
+
+def _finish(conn: Connection, job: Job, now: datetime, *, send_status: SendStatus | None,
+            code: int | None, detail: str | None, **enrollment: object) -> bool:
+    won = conn.execute(
+        update(enrollments)
+        .where(enrollments.c.id == job.enrollment_id, enrollments.c.claim_token == job.token)
+        .values(claim_token=None, lease_until=None, updated_at=now, **enrollment)
+    ).rowcount
+    if won != 1:
+        return False
+    values: dict[str, object] = {"smtp_code": code, "detail": detail}
+    if send_status is not None:
+        values.update(status=send_status.value, done_at=now)
+    conn.execute(update(sends).where(sends.c.id == job.send_id).values(**values))
+    return True
+
+
+def record_sent(store: Store, job: Job, now: datetime, *, code: int, state: EnrollmentState,
+                next_index: int, next_due: datetime | None,
+                records: list[EventRecord]) -> bool:
+    with store.write() as conn:
+        ok = _finish(conn, job, now, send_status=SendStatus.SENT, code=code, detail=None,
+                     state=state.value, step_index=next_index, next_due=next_due,
+                     attempts=0, not_before=None)
+        if ok:
+            stored_events.add(conn, *records)
+    return ok
+
+
+def record_retry(store: Store, job: Job, now: datetime, *, code: int, detail: str,
+                 next_due: datetime, records: list[EventRecord]) -> bool:
+    """A transient failure before the message was accepted: try again at ``next_due``."""
+    with store.write() as conn:
+        ok = _finish(conn, job, now, send_status=None, code=code, detail=detail,
+                     next_due=next_due, attempts=job.attempts + 1)
+        if ok:
+            conn.execute(update(sends).where(sends.c.id == job.send_id).values(data_at=None))
+            stored_events.add(conn, *records)
+    return ok
+
+
+def record_final(store: Store, job: Job, now: datetime, *, send_status: SendStatus,
+                 state: EnrollmentState, code: int | None, detail: str,
+                 records: list[EventRecord], suppress: str | None = None,
+                 flag: str | None = None) -> bool:
+    """Failed, bounced or unknown: the step is over and the enrollment leaves ``active``."""
+    with store.write() as conn:
+        ok = _finish(conn, job, now, send_status=send_status, code=code, detail=detail,
+                     state=state.value, next_due=None, flag=flag)
+        if ok:
+            if suppress:
+                add_suppression(conn, job.email, suppress, now)
+            stored_events.add(conn, *records)
+    return ok
+
+
+def release(store: Store, job: Job, now: datetime) -> None:
+    """Give the claim back untouched (the enrollment halted, or the process is stopping)."""
+    with store.write() as conn:
+        conn.execute(update(enrollments)
+                     .where(enrollments.c.id == job.enrollment_id,
+                            enrollments.c.claim_token == job.token)
+                     .values(claim_token=None, lease_until=None, updated_at=now))
+
+
+def pause_mailbox(store: Store, mailbox: str, reason: str) -> bool:
+    """Pause a mailbox (e.g. its credentials were refused). True if it was not paused yet."""
+    with store.write() as conn:
+        row = conn.execute(select(mailboxes.c.paused).where(mailboxes.c.name == mailbox)).first()
+        if row is None:
+            conn.execute(insert(mailboxes).values(name=mailbox, paused=True,
+                                                  pause_reason=reason, last_uid=0))
+            return True
+        if row.paused:
+            return False
+        conn.execute(update(mailboxes).where(mailboxes.c.name == mailbox)
+                     .values(paused=True, pause_reason=reason))
+        return True
+
+
+def add_suppression(conn: Connection, email: str, reason: str, now: datetime) -> None:
+    if conn.scalar(select(suppressions.c.email).where(suppressions.c.email == email)) is None:
+        conn.execute(insert(suppressions).values(email=email, reason=reason, at=now))

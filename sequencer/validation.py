@@ -1,0 +1,66 @@
+"""`sequencer validate`: a sequence, its mailbox and every template it uses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence as Seq
+from pathlib import Path
+
+from sequencer.config import Settings, load_settings
+from sequencer.errors import SequencerError, SpecError
+from sequencer.spec import Sequence, load_sequence, load_sequences, resolve_sequence
+from sequencer.templates import TemplateSet
+
+
+def check_sequence(seq: Sequence, settings: Settings, templates: TemplateSet) -> list[str]:
+    """Every problem with ``seq`` against the settings and templates, as ``file:line: reason``."""
+    problems: list[str] = []
+    if seq.mailbox not in settings.mailboxes:
+        known = ", ".join(sorted(settings.mailboxes)) or "none configured"
+        problems.append(str(SpecError(
+            f"mailbox {seq.mailbox!r} is not in the settings ({known})", seq.path,
+            _line_of(seq.path, "mailbox:"))))
+    for step in seq.steps:
+        try:
+            templates.check(step.template)
+        except SequencerError as err:
+            problems.append(f"{err} (step {step.name} of {seq.path}:{step.line})")
+    return problems
+
+
+def validate_sequences(config: Path | None, refs: Seq[str]) -> tuple[list[str], list[str]]:
+    """(errors, lines for the sequences that passed)."""
+    try:
+        settings = load_settings(config)
+    except SequencerError as err:
+        return [str(err)], []
+    templates = TemplateSet(settings.templates_dir)
+    errors: list[str] = []
+    checked: list[str] = []
+    sequences: list[Sequence] = []
+    try:
+        if refs:
+            for ref in refs:
+                sequences.append(load_sequence(resolve_sequence(ref, settings.sequences_dir)))
+        else:
+            sequences = load_sequences(settings.sequences_dir)
+            if not sequences:
+                errors.append(f"{settings.sequences_dir}: no sequences found")
+    except SequencerError as err:
+        errors.append(str(err))
+    for seq in sequences:
+        problems = check_sequence(seq, settings, templates)
+        errors.extend(problems)
+        if not problems:
+            checked.append(f"ok: {seq.name} ({seq.path}): {len(seq.steps)} steps, "
+                           f"mailbox {seq.mailbox}")
+    return errors, checked
+
+
+def _line_of(path: Path, needle: str) -> int | None:
+    try:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.lstrip().startswith(needle):
+                return number
+    except OSError:
+        return None
+    return None

@@ -1,0 +1,9 @@
+"""Shared fixtures. Each real server has its own plugin module under tests/fixtures/."""
+
+pytest_plugins = [
+    "tests.fixtures.smtp",
+    "tests.fixtures.proxy",
+    "tests.fixtures.dovecot",
+    "tests.fixtures.redis",
+    "tests.fixtures.postgres",
+]

@@ -1,0 +1,23 @@
+"""The send actor: thin, idempotent, never retried by the broker."""
+
+from __future__ import annotations
+
+import dramatiq
+
+from workers import runtime
+from workers.broker import QUEUE
+
+_actor: dramatiq.Actor | None = None  # type: ignore[type-arg]
+
+
+def send_step_fn(enrollment_id: int, token: str) -> None:
+    runtime.send_claim(enrollment_id, token)
+
+
+def declare(broker: dramatiq.Broker) -> dramatiq.Actor:  # type: ignore[type-arg]
+    """Declare the actor on ``broker`` (once per process)."""
+    global _actor
+    _actor = dramatiq.actor(
+        send_step_fn, actor_name="send_step", queue_name=QUEUE, broker=broker, max_retries=0,
+    )
+    return _actor

@@ -1,0 +1,103 @@
+"""``sequencer run``: scheduler, send workers and inbox watchers in one process.
+
+SIGTERM (or SIGINT) stops claiming, lets in-flight sends finish and be recorded, gives
+back claims that were dispatched but not started, and returns 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+
+from sequencer.app import App
+from workers import actors, runtime
+from workers.broker import QUEUE, make_broker
+from workers.scheduler import Scheduler
+
+logger = logging.getLogger(__name__)
+
+
+def start_workers(app: App, threads: int) -> tuple[dramatiq.Broker, dramatiq.Worker,
+                                                   dramatiq.Actor]:  # type: ignore[type-arg]
+    broker = make_broker(app.settings.broker)
+    actor = actors.declare(broker)
+    runtime.install(app)
+    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
+    worker.start()
+    return broker, worker, actor
+
+
+def stop_workers(broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+    runtime.stopping.set()  # anything not started yet is given back, not sent
+    if isinstance(broker, StubBroker):
+        try:
+            broker.join(QUEUE, timeout=60_000, fail_fast=False)
+        except Exception:  # a timeout here only means leases will expire instead
+            logger.warning("could not drain the in-process queue", exc_info=True)
+    worker.stop(timeout=120_000)
+    runtime.close_all()
+    broker.close()
+
+
+def run(app: App, stop: threading.Event, *, threads: int = 8, scheduler: bool = True,
+        senders: bool = True, watchers: bool = True,
+        until: Callable[[], bool] | None = None) -> int:
+    """Run until ``stop`` is set (or ``until()`` turns true); returns the exit code."""
+    broker, worker, actor = start_workers(app, threads) if senders else (None, None, None)
+    backlog: Callable[[], int] = lambda: 0  # noqa: E731
+    if isinstance(broker, StubBroker):
+        queue = broker.queues[QUEUE]
+        backlog = queue.qsize
+    if actor is None and scheduler:
+        broker = make_broker(app.settings.broker)
+        actor = actors.declare(broker)
+    sched = None
+    if scheduler and actor is not None:
+        send = actor.send
+        sched = Scheduler(app, lambda c: send(c.enrollment_id, c.token), backlog=backlog)
+    watch_threads = start_watchers(app, stop) if watchers else []
+    threads_: list[threading.Thread] = []
+    if sched is not None:
+        t = threading.Thread(target=sched.run, args=(stop,), name="scheduler", daemon=True)
+        t.start()
+        threads_.append(t)
+    logger.info("running: broker=%s database=%s", app.settings.broker,
+                _safe_url(app.settings.database))
+    try:
+        while not stop.is_set():
+            if until is not None and until():
+                break
+            stop.wait(0.2)
+    finally:
+        stop.set()
+        if sched is not None:
+            sched.wake.set()
+        for t in threads_:
+            t.join(timeout=30)
+        if worker is not None and broker is not None:
+            stop_workers(broker, worker)
+        for t in watch_threads:
+            t.join(timeout=30)
+    return 0
+
+
+def start_watchers(app: App, stop: threading.Event) -> list[threading.Thread]:
+    """Inbox watchers (one per mailbox with an inbox); filled in by the watcher module."""
+    try:
+        from workers.watch import start_watchers as _start
+    except ImportError:
+        return []
+    return _start(app, stop)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<database>"

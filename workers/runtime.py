@@ -1,0 +1,70 @@
+"""Per-process state shared by the actors: the loaded app and, per worker thread, an event
+loop with its own SMTP connections (aiosmtplib connections are never shared between tasks)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sequencer.app import App
+from sequencer.delivery import Senders, deliver
+from sequencer.store.work import Claim
+
+_app: App | None = None
+_local = threading.local()
+_all: list[tuple[asyncio.AbstractEventLoop, Senders]] = []
+_lock = threading.Lock()
+stopping = threading.Event()
+
+
+def install(app: App) -> None:
+    global _app
+    _app = app
+    stopping.clear()
+
+
+def app() -> App:
+    if _app is None:
+        raise RuntimeError("workers.runtime.install(app) was not called in this process")
+    return _app
+
+
+def _thread_state() -> tuple[asyncio.AbstractEventLoop, Senders]:
+    state: tuple[asyncio.AbstractEventLoop, Senders] | None = getattr(_local, "state", None)
+    if state is None:
+        state = (asyncio.new_event_loop(), Senders(app()))
+        _local.state = state
+        with _lock:
+            _all.append(state)
+    return state
+
+
+def send_claim(enrollment_id: int, token: str) -> None:
+    """What the send actor does: deliver under this thread's loop and connections."""
+    loop, senders = _thread_state()
+    claim = Claim(enrollment_id, token)
+    if stopping.is_set():
+        from sequencer.store import work
+
+        job = work.load_job(app().store, claim)
+        if job is not None:
+            work.release(app().store, job, app().clock())
+        return
+    loop.run_until_complete(deliver(app(), claim, senders))
+
+
+def close_all() -> None:
+    """Close every thread's SMTP connections (after the worker threads stopped)."""
+    with _lock:
+        states = list(_all)
+        _all.clear()
+    for loop, senders in states:
+        if not loop.is_closed():
+            try:
+                loop.run_until_complete(senders.close())
+            finally:
+                loop.close()
+
+

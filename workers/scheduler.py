@@ -1,0 +1,65 @@
+"""The scheduler loop: claims due steps from the database and tells the broker "now".
+
+Several schedulers may run (claims are conditional updates, ``SKIP LOCKED`` on
+PostgreSQL). A lost broker message costs nothing but time: its claim's lease runs out and
+the step is claimed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+
+from sequencer.app import App
+from sequencer.compose import new_message_id
+from sequencer.eventlog import emit
+from sequencer.store import work
+from sequencer.store.work import Claim
+
+logger = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(self, app: App, enqueue: Callable[[Claim], None], *, batch: int = 500,
+                 backlog: Callable[[], int] | None = None) -> None:
+        self.app = app
+        self.enqueue = enqueue
+        self.batch = batch
+        self.backlog = backlog or (lambda: 0)
+        self.wake = threading.Event()
+
+    def tick(self) -> int:
+        """Claim what is due now and dispatch it; returns how many were dispatched."""
+        room = self.batch - self.backlog()
+        if room <= 0:
+            return 0
+        settings = self.app.settings
+        limits = {name: mb.daily_limit for name, mb in settings.mailboxes.items()}
+        claims, records = work.claim_due(
+            self.app.store, self.app.clock(), limit=room,
+            lease=timedelta(seconds=settings.claim_lease_s),
+            step_name=self.app.step_name,
+            new_message_id=lambda mailbox: new_message_id(
+                self.app.mailbox(mailbox).sender_domain),
+            daily_limits=limits,
+        )
+        for rec in records:
+            emit(rec)
+        for claim in claims:
+            self.enqueue(claim)
+        return len(claims)
+
+    def run(self, stop: threading.Event) -> None:
+        interval = self.app.settings.tick_s
+        while not stop.is_set():
+            try:
+                dispatched = self.tick()
+            except Exception:
+                logger.exception("scheduler tick failed; trying again")
+                dispatched = 0
+            if dispatched and self.backlog() < self.batch:
+                continue
+            self.wake.wait(interval)
+            self.wake.clear()

@@ -1,0 +1,95 @@
+"""Inbox watchers: one per mailbox that has an `imap:` or `inbox: maildir:` setting.
+
+Each runs in its own thread and event loop and holds a lease on its mailbox in the
+database, so only one process watches a mailbox at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+
+from sequencer import inbound
+from sequencer.app import App
+from sequencer.config import MailboxConfig
+from sequencer.mail.imap import ImapAccount, ImapWatcher
+from sequencer.mail.inbox import Inbound, Watcher
+from sequencer.mail.maildir import MaildirWatcher
+from sequencer.store import inbox as store_inbox
+
+logger = logging.getLogger(__name__)
+
+LEASE_S = 60.0
+
+
+def make_watcher(app: App, mailbox: MailboxConfig, cursors: store_inbox.DbCursorStore
+                 ) -> Watcher | None:
+    async def handler(message: Inbound) -> None:
+        inbound.handle(app, mailbox.name, message)
+
+    if mailbox.imap is not None:
+        cfg = mailbox.imap
+        account = ImapAccount(host=cfg.host, port=cfg.port, username=cfg.username,
+                              password=cfg.password.reveal() if cfg.password else "",
+                              tls=cfg.tls, folder=cfg.folder)
+        return ImapWatcher(mailbox.name, account, cursors, handler,
+                           idle_s=app.settings.idle_s, timeout_s=app.settings.imap_timeout_s)
+    if mailbox.inbox is not None:
+        return MaildirWatcher(mailbox.name, mailbox.inbox, cursors, handler)
+    return None
+
+
+async def _watch(app: App, mailbox: MailboxConfig, stop: threading.Event) -> None:
+    owner = f"{socket.gethostname()}:{os.getpid()}:{mailbox.name}"
+    cursors = store_inbox.DbCursorStore(app.store)
+    watcher = make_watcher(app, mailbox, cursors)
+    if watcher is None:
+        return
+    done = asyncio.Event()
+    while not stop.is_set():  # wait for the lease
+        if store_inbox.hold_lease(app.store, mailbox.name, owner, app.clock(), LEASE_S):
+            break
+        logger.info("mailbox %s is watched by another process; waiting", mailbox.name)
+        await asyncio.sleep(LEASE_S / 3)
+    if stop.is_set():
+        return
+    logger.info("watching mailbox %s", mailbox.name)
+
+    async def keep_lease() -> None:
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
+        while not done.is_set():
+            await asyncio.sleep(0.2)
+            if stop.is_set():
+                done.set()
+                return
+            if loop.time() - renewed < LEASE_S / 3:
+                continue
+            renewed = loop.time()
+            if not store_inbox.hold_lease(app.store, mailbox.name, owner, app.clock(), LEASE_S):
+                logger.warning("lost the lease on mailbox %s; stopping its watcher",
+                               mailbox.name)
+                done.set()
+
+    lease_task = asyncio.create_task(keep_lease())
+    try:
+        await watcher.run(done)
+    finally:
+        done.set()
+        await lease_task
+        store_inbox.drop_lease(app.store, mailbox.name, owner)
+
+
+def start_watchers(app: App, stop: threading.Event) -> list[threading.Thread]:
+    threads = []
+    for mailbox in app.settings.mailboxes.values():
+        if mailbox.imap is None and mailbox.inbox is None:
+            continue
+        thread = threading.Thread(target=asyncio.run, args=(_watch(app, mailbox, stop),),
+                                  name=f"watch-{mailbox.name}", daemon=True)
+        thread.start()
+        threads.append(thread)
+    return threads
