@@ -219,7 +219,11 @@ def part_text(part: Message) -> str:
     raw = payload[:MAX_RAW_PART_CHARS]
     encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
     data = raw.encode("utf-8", "surrogateescape")
-    if encoding == "base64":
+    if encoding not in ("base64", "quoted-printable"):
+        # 8-bit text as it came (the str payload has lost undeclared 8-bit bytes).
+        decoded = part.get_payload(decode=True)
+        data = decoded[:MAX_RAW_PART_CHARS] if isinstance(decoded, bytes) else data
+    elif encoding == "base64":
         data = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
         data = data[: len(data) - len(data) % 4]
         try:
@@ -330,7 +334,8 @@ def _mailing_list(mail: _Mail) -> Verdict | None:
     precedence = header(mail.msg, "Precedence").lower()
     if precedence == "list":
         return Verdict(Kind.UNRELATED, "mailing list (Precedence: list)")
-    if mail.msg.get("List-Unsubscribe") is not None and not _auto_headers(mail.msg):
+    submitted = header(mail.msg, "Auto-Submitted").lower()
+    if mail.msg.get("List-Unsubscribe") is not None and submitted in ("", "no"):
         return Verdict(Kind.UNRELATED, "newsletter (List-Unsubscribe)")
     return None
 
@@ -397,6 +402,7 @@ _WROTE_RE = re.compile(
     r"のメッセージ|は書きました)\s*[:：]?\s*$|<[^<>\s]+@[^<>\s]+>\s*[:：]\s*$",
     re.IGNORECASE,
 )
+_ATTRIBUTION_RE = re.compile(r"^\s*(?:on|am|le|el|il|op|den)\s.*(?:\d|@)", re.IGNORECASE)
 _ORIGINAL_RE = re.compile(
     r"^\s*(?:-{2,}\s*(?:original message|ursprüngliche nachricht|message d'origine|"
     r"mensaje original|messaggio originale|forwarded message)\s*-{2,}|_{10,})\s*$",
@@ -416,6 +422,7 @@ def new_text(body: str) -> str:
     kept: list[str] = []
     for index, line in enumerate(lines):
         if _starts_history(lines, index):
+            kept = _drop_attribution(kept)
             break
         if line.rstrip() == "--":
             break
@@ -424,9 +431,16 @@ def new_text(body: str) -> str:
         if _FOOTER_RE.search(line) and re.search(r"https?://|www\.|<mailto:", line, re.I):
             continue
         kept.append(line)
-    if kept and _WROTE_RE.search(kept[-1] or ""):
-        kept.pop()
     return "\n".join(kept).strip()
+
+
+def _drop_attribution(kept: list[str]) -> list[str]:
+    """Drop the first half of an "On <date>, <name> <addr>\nwrote:" line wrapped in two."""
+    while kept and not kept[-1].strip():
+        kept.pop()
+    if kept and _ATTRIBUTION_RE.match(kept[-1]):
+        kept.pop()
+    return kept
 
 
 def _starts_history(lines: list[str], index: int) -> bool:

@@ -97,6 +97,15 @@ class MailboxConfig:
     daily_limit: int = 200
 
 
+@dataclass(frozen=True)
+class RetryConfig:
+    """Transient send failures: how often to try, and the capped exponential backoff."""
+
+    attempts: int = 5
+    backoff_s: float = 60.0
+    max_backoff_s: float = 3600.0
+
+
 @dataclass(frozen=True, repr=False)
 class Settings:
     path: Path | None
@@ -109,6 +118,10 @@ class Settings:
     claim_lease_s: float = 300.0
     tick_s: float = 1.0
     unsubscribe_url: str | None = None
+    retry: RetryConfig = RetryConfig()
+    idle_s: float = 240.0
+    imap_timeout_s: float = 30.0
+    test_crash_at: str | None = None  # $SEQUENCER_TEST_CRASH_AT: fault-injection tests only
 
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -193,6 +206,12 @@ class _MailboxModel(_Model):
     daily_limit: int = Field(default=200, ge=1)
 
 
+class _RetryModel(_Model):
+    attempts: int = Field(default=5, ge=1)
+    backoff: Duration = timedelta(minutes=1)
+    max_backoff: Duration = timedelta(hours=1)
+
+
 class _SettingsModel(_Model):
     database: Text | None = None
     broker: Text = "memory"
@@ -202,6 +221,9 @@ class _SettingsModel(_Model):
     claim_lease: Duration = timedelta(minutes=5)
     tick: Duration = timedelta(seconds=1)
     unsubscribe_url: Text | None = None
+    retry: _RetryModel = _RetryModel()
+    imap_idle: Duration = timedelta(minutes=4)
+    imap_timeout: Duration = timedelta(seconds=30)
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -232,6 +254,7 @@ def _defaults(env: Mapping[str, str]) -> Settings:
         templates_dir=cwd / "templates",
         sequences_dir=cwd / "sequences",
         mailboxes=MappingProxyType({}),
+        test_crash_at=env.get("SEQUENCER_TEST_CRASH_AT") or None,
     )
 
 
@@ -266,7 +289,20 @@ class _Builder:
             claim_lease_s=self._positive(raw.claim_lease, ("claim_lease",)),
             tick_s=self._positive(raw.tick, ("tick",)),
             unsubscribe_url=self._unsubscribe(raw.unsubscribe_url),
+            retry=self._retry(raw.retry),
+            idle_s=self._positive(raw.imap_idle, ("imap_idle",)),
+            imap_timeout_s=self._positive(raw.imap_timeout, ("imap_timeout",)),
+            test_crash_at=self.env.get("SEQUENCER_TEST_CRASH_AT") or None,
         )
+
+    def _retry(self, raw: _RetryModel) -> RetryConfig:
+        backoff = self._positive(raw.backoff, ("retry", "backoff"))
+        most = self._positive(raw.max_backoff, ("retry", "max_backoff"))
+        if most < backoff:
+            raise self.fail(
+                "max_backoff: must not be shorter than backoff", ("retry", "max_backoff")
+            )
+        return RetryConfig(raw.attempts, backoff, most)
 
     def _path(self, text: str) -> Path:
         return self.base / Path(text).expanduser()

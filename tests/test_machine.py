@@ -20,14 +20,18 @@ def test_after_the_last_step_the_enrollment_is_completed() -> None:
     assert machine.after_sent(2, 3) == (S.COMPLETED, 3)
 
 
-@pytest.mark.parametrize(("inbound", "state", "event", "suppress"), [
-    (Inbound.REPLY, S.REPLIED, Event.REPLIED, False),
-    (Inbound.HARD_BOUNCE, S.BOUNCED, Event.BOUNCED, True),
-    (Inbound.UNSUBSCRIBE, S.UNSUBSCRIBED, Event.UNSUBSCRIBED, True),
-    (Inbound.COMPLAINT, S.UNSUBSCRIBED, Event.UNSUBSCRIBED, True),
-])
-def test_halting_messages_halt_an_active_enrollment(inbound: Inbound, state: S, event: Event,
-                                                    suppress: bool) -> None:
+@pytest.mark.parametrize(
+    ("inbound", "state", "event", "suppress"),
+    [
+        (Inbound.REPLY, S.REPLIED, Event.REPLIED, False),
+        (Inbound.HARD_BOUNCE, S.BOUNCED, Event.BOUNCED, True),
+        (Inbound.UNSUBSCRIBE, S.UNSUBSCRIBED, Event.UNSUBSCRIBED, True),
+        (Inbound.COMPLAINT, S.UNSUBSCRIBED, Event.UNSUBSCRIBED, True),
+    ],
+)
+def test_halting_messages_halt_an_active_enrollment(
+    inbound: Inbound, state: S, event: Event, suppress: bool
+) -> None:
     effect = machine.on_inbound(S.ACTIVE, inbound, ALL_STOPS)
     assert (effect.state, effect.event, effect.suppress) == (state, event, suppress)
     paused = machine.on_inbound(S.PAUSED, inbound, ALL_STOPS)
@@ -55,8 +59,9 @@ def test_an_unsubscribe_always_halts_and_suppresses_even_if_not_in_stop_on() -> 
     assert effect.state is S.UNSUBSCRIBED and effect.suppress
 
 
-@pytest.mark.parametrize("final", [S.REPLIED, S.BOUNCED, S.UNSUBSCRIBED, S.COMPLETED,
-                                   S.FAILED, S.STOPPED])
+@pytest.mark.parametrize(
+    "final", [S.REPLIED, S.BOUNCED, S.UNSUBSCRIBED, S.COMPLETED, S.FAILED, S.STOPPED]
+)
 def test_a_final_state_never_changes_on_inbound_mail(final: S) -> None:
     for inbound in Inbound:
         assert machine.on_inbound(final, inbound, ALL_STOPS).state is None
@@ -67,8 +72,9 @@ def test_manual_transitions_and_their_refusals() -> None:
     assert machine.resume(S.PAUSED) is S.ACTIVE
     assert machine.stop(S.ACTIVE) is S.STOPPED
     assert machine.stop(S.PAUSED) is S.STOPPED
-    with pytest.raises(machine.InvalidTransition, match="cannot pause an enrollment that is "
-                                                        "replied"):
+    with pytest.raises(
+        machine.InvalidTransition, match="cannot pause an enrollment that is replied"
+    ):
         machine.pause(S.REPLIED)
     with pytest.raises(machine.InvalidTransition):
         machine.resume(S.ACTIVE)
@@ -78,5 +84,15 @@ def test_manual_transitions_and_their_refusals() -> None:
 
 def test_event_names_are_the_worker_log_names() -> None:
     assert {e.value for e in Event} >= {
-        "enrolled", "sent", "retrying", "failed", "replied", "auto_reply", "bounced",
-        "unsubscribed", "completed", "paused", "resumed"}
+        "enrolled",
+        "sent",
+        "retrying",
+        "failed",
+        "replied",
+        "auto_reply",
+        "bounced",
+        "unsubscribed",
+        "completed",
+        "paused",
+        "resumed",
+    }

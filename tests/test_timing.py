@@ -59,7 +59,8 @@ def test_send_window_moves_a_night_time_step_to_the_morning() -> None:
 def test_send_window_moves_a_weekend_step_to_monday_and_keeps_a_step_inside_it() -> None:
     saturday = utc(2026, 11, 28, 15, 0)
     assert timing.fit_window(saturday, WEEKDAYS, NY).astimezone(NY) == datetime(
-        2026, 11, 30, 9, 0, tzinfo=NY)
+        2026, 11, 30, 9, 0, tzinfo=NY
+    )
     inside = utc(2026, 11, 24, 15, 0)  # Tuesday 10:00 New York
     assert timing.fit_window(inside, WEEKDAYS, NY) == inside
     early = utc(2026, 11, 24, 12, 0)  # Tuesday 07:00 New York
@@ -82,8 +83,9 @@ def test_an_out_of_office_return_pushes_the_step_past_it() -> None:
     now = utc(2026, 11, 23, 12)
     back = timing.back_after(date(2026, 12, 7), NY)
     assert back == datetime(2026, 12, 8, 0, 0, tzinfo=NY).astimezone(UTC)
-    due = timing.due_at(previous=now, step=step(Wait(timedelta(days=2))), tz=NY,
-                        not_before=back, window=WEEKDAYS)
+    due = timing.due_at(
+        previous=now, step=step(Wait(timedelta(days=2))), tz=NY, not_before=back, window=WEEKDAYS
+    )
     assert due.astimezone(NY) == datetime(2026, 12, 8, 9, 0, tzinfo=NY)
 
 

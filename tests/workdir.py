@@ -35,7 +35,7 @@ steps:
 
 TEMPLATES = {
     "thank_you.txt.j2": "Subject: Thanks, {{ first_name }}\n\nHi {{ first_name }} at "
-                        "{{ company | default('your company') }}, thanks!\n",
+    "{{ company | default('your company') }}, thanks!\n",
     "reminder.txt.j2": "Subject: Reminder for {{ first_name }}\n\nJust a reminder.\n",
     "new_info.txt.j2": "Subject: New for {{ company | default('you') }}\n\nSomething new.\n",
 }
@@ -56,24 +56,42 @@ class Workdir:
         target.write_text(text, encoding="utf-8")
         return target
 
-    def cli(self, *args: str, check: bool = False, timeout: float = 60,
-            extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self,
+        *args: str,
+        check: bool = False,
+        timeout: float = 60,
+        extra_env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         env = {**self.env, **(extra_env or {})}
         result = subprocess.run(
-            [sys.executable, "-m", "sequencer", *args], cwd=self.path, env=env,
-            capture_output=True, text=True, timeout=timeout)
+            [sys.executable, "-m", "sequencer", *args],
+            cwd=self.path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and result.returncode != 0:
-            raise AssertionError(f"sequencer {' '.join(args)} exited {result.returncode}\n"
-                                 f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+            raise AssertionError(
+                f"sequencer {' '.join(args)} exited {result.returncode}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
         return result
 
-    def start(self, *args: str, extra_env: dict[str, str] | None = None,
-              log: str = "run.log") -> subprocess.Popen[bytes]:
+    def start(
+        self, *args: str, extra_env: dict[str, str] | None = None, log: str = "run.log"
+    ) -> subprocess.Popen[bytes]:
         env = {**self.env, **(extra_env or {})}
         with open(self.path / log, "ab") as out:
-            return subprocess.Popen([sys.executable, "-m", "sequencer", *args],
-                                    cwd=self.path, env=env, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            return subprocess.Popen(
+                [sys.executable, "-m", "sequencer", *args],
+                cwd=self.path,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def status(self) -> list[dict[str, Any]]:
         result = self.cli("status", "--json", check=True)
@@ -84,28 +102,41 @@ class Workdir:
         return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
 
 
-def make_workdir(path: Path, smtp_port: int, *, database: str | None = None,
-                 broker: str = "memory", extra: str = "", mailbox_extra: str = "",
-                 sequence: str | None = None, wait2: str = "2s", wait3: str = "2s",
-                 lease: str = "3s") -> Workdir:
+def make_workdir(
+    path: Path,
+    smtp_port: int,
+    *,
+    database: str | None = None,
+    broker: str = "memory",
+    extra: str = "",
+    mailbox_extra: str = "",
+    sequence: str | None = None,
+    wait2: str = "2s",
+    wait3: str = "2s",
+    lease: str = "3s",
+) -> Workdir:
     path.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEQUENCER_")}
     env["PYTHONPATH"] = str(REPO)
     wd = Workdir(path, env)
-    wd.write("sequencer.yaml",
-             f"database: {database or 'sqlite:///sequencer.db'}\n"
-             f"broker: {broker}\n"
-             "tick: 0.2s\n"
-             f"claim_lease: {lease}\n"
-             "retry: {attempts: 3, backoff: 1s, max_backoff: 2s}\n"
-             f"{extra}"
-             "mailboxes:\n"
-             "  sales:\n"
-             '    from: "Dana Reyes <dana@example.test>"\n'
-             f"    smtp: {{host: 127.0.0.1, port: {smtp_port}, tls: none, timeout: 3s}}\n"
-             f"{mailbox_extra}")
-    wd.write("sequences/three.yaml",
-             sequence or THREE_STEPS.format(name="three", wait2=wait2, wait3=wait3))
+    wd.write(
+        "sequencer.yaml",
+        f"database: {database or 'sqlite:///sequencer.db'}\n"
+        f"broker: {broker}\n"
+        "tick: 0.2s\n"
+        f"claim_lease: {lease}\n"
+        "retry: {attempts: 3, backoff: 1s, max_backoff: 2s}\n"
+        f"{extra}"
+        "mailboxes:\n"
+        "  sales:\n"
+        '    from: "Dana Reyes <dana@example.test>"\n'
+        f"    smtp: {{host: 127.0.0.1, port: {smtp_port}, tls: none, timeout: 3s}}\n"
+        f"{mailbox_extra}",
+    )
+    wd.write(
+        "sequences/three.yaml",
+        sequence or THREE_STEPS.format(name="three", wait2=wait2, wait3=wait3),
+    )
     for name, text in TEMPLATES.items():
         wd.write(f"templates/{name}", text)
     return wd
@@ -117,8 +148,9 @@ def prospects_csv(wd: Workdir, emails: list[str], name: str = "prospects.csv") -
     return wd.write(name, "\n".join(lines) + "\n")
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
-               interval: float = 0.05) -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

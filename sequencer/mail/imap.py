@@ -61,6 +61,17 @@ _LITERAL_ITEM = re.compile(rb"(BODY\[[^\]]*\])(?:<\d+>)? \{\d+\}$")
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 
 
+class _DropLoginLines(logging.Filter):
+    """aioimaplib logs every command at DEBUG and masks the password only when quoting
+    left it unchanged: its LOGIN lines never reach a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return " LOGIN " not in record.getMessage()
+
+
+logging.getLogger("aioimaplib.aioimaplib").addFilter(_DropLoginLines())
+
+
 @dataclass(frozen=True)
 class ImapAccount:
     """Where and as whom to watch. The password never appears in a repr or a log line."""
@@ -208,6 +219,15 @@ def _expect_ok(response: Any, what: str) -> list[bytes | bytearray]:
     return lines
 
 
+def _raise_on_server_error(lines: Sequence[bytes]) -> None:
+    """An untagged NO/BAD/BYE while idling means the session went bad (Dovecot says
+    ``* NO Internal error`` once the selected folder was deleted): start afresh."""
+    for line in lines:
+        if bytes(line).startswith((b"NO ", b"BAD ", b"BYE ")):
+            text = bytes(line).decode("ascii", "replace")
+            raise WatcherError(f"server reported during IDLE: {text}")
+
+
 class _Connection:
     """One aioimaplib connection whose every wait is bounded and cut short on a drop."""
 
@@ -333,6 +353,7 @@ class _Connection:
                 lines = push.result()
                 if lines == aioimaplib.STOP_WAIT_SERVER_PUSH:
                     return IdleOutcome.REFRESH
+                _raise_on_server_error(lines)
                 if any(b"EXISTS" in line for line in lines):
                     return IdleOutcome.NEW_MAIL
             if stopped in done:
@@ -437,6 +458,8 @@ class ImapWatcher:
 
     def _log_failure(self, err: Exception, delay: float) -> None:
         reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        for secret in {self._account.password, aioimaplib.quoted(self._account.password)}:
+            reason = reason.replace(secret, "***") if secret else reason
         level = logging.ERROR if isinstance(err, WatcherError) else logging.WARNING
         logger.log(
             level, "imap %s: %s; reconnecting in %.1fs", self._name, reason, delay

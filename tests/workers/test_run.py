@@ -12,8 +12,9 @@ from tests.workdir import make_workdir, prospects_csv, terminate, wait_until
 EMAILS = ["ann@example.test", "bo@example.test", "cy@example.test"]
 
 
-def test_three_step_sequence_runs_end_to_end_once_each_in_order(tmp_path: Path,
-                                                                 smtp_server) -> None:
+def test_three_step_sequence_runs_end_to_end_once_each_in_order(
+    tmp_path: Path, smtp_server
+) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, wait2="2s", wait3="2s")
     wd.cli("validate", check=True)
     enrolled = wd.cli("enroll", "three", str(prospects_csv(wd, EMAILS)), check=True)
@@ -25,8 +26,11 @@ def test_three_step_sequence_runs_end_to_end_once_each_in_order(tmp_path: Path,
         first_wave = time.time()
         assert first_wave - enrolled_at < 8, "the thank-you goes out within seconds"
         deliveries = smtp_server.wait_for(9, timeout=30)
-        wait_until(lambda: all(s["state"] == "completed" for s in wd.status()), 15,
-                   "every enrollment completed")
+        wait_until(
+            lambda: all(s["state"] == "completed" for s in wd.status()),
+            15,
+            "every enrollment completed",
+        )
     finally:
         assert terminate(proc) == 0, wd.log()
     deliveries = smtp_server.deliveries
@@ -68,7 +72,8 @@ def test_three_step_sequence_runs_end_to_end_once_each_in_order(tmp_path: Path,
 
 
 def test_run_log_names_each_event_with_mailbox_sequence_step_and_message_id(
-        tmp_path: Path, smtp_server) -> None:
+    tmp_path: Path, smtp_server
+) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, wait2="1s", wait3="1s")
     wd.cli("enroll", "three", str(prospects_csv(wd, EMAILS[:1])), check=True)
     proc = wd.start("run", "--log-format", "json", "--log-file", "events.jsonl")
@@ -79,8 +84,11 @@ def test_run_log_names_each_event_with_mailbox_sequence_step_and_message_id(
         assert terminate(proc) == 0
     import json
 
-    events = [json.loads(line) for line in wd.log("events.jsonl").splitlines()
-              if line.startswith("{") and '"event"' in line]
+    events = [
+        json.loads(line)
+        for line in wd.log("events.jsonl").splitlines()
+        if line.startswith("{") and '"event"' in line
+    ]
     sent = [e for e in events if e["event"] == "sent"]
     assert [e["step"] for e in sent] == ["thank-you", "reminder", "new-information"]
     ids = {d.message["Message-ID"] for d in smtp_server.deliveries}
