@@ -226,8 +226,6 @@ def ses_notification(text: str) -> Bounce | Complaint | Literal["delivery"] | No
         data = json.JSONDecoder().raw_decode(chunk)[0]
     except ValueError:
         return None
-    if not isinstance(data, dict):
-        return None
     kind = data.get("notificationType")
     message_id = _ses_message_id(data.get("mail"))
     if kind == "Complaint":

@@ -8,12 +8,9 @@ are looked at, and only the first ``MAX_TEXT_CHARS`` of any text are scanned.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import email
 import html
 import logging
-import quopri
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -31,7 +28,7 @@ log = logging.getLogger(__name__)
 MAX_PARTS = 300
 MAX_TEXT_CHARS = 100_000
 MAX_HEADER_CHARS = 2_000
-MAX_RAW_PART_CHARS = 400_000
+MAX_RAW_PART_BYTES = 400_000
 _DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 
 
@@ -99,7 +96,7 @@ def _cap_header_block(raw: bytes) -> bytes:
 
 MAX_DELIMITERS = 4 * MAX_PARTS
 MAX_HEADER_BYTES = 256 * 1024
-_DSN_TYPE_RE = re.compile(rb"(?im)^(content-type:[ \t]*)message/delivery-status")
+_DSN_TYPE_RE = re.compile(rb"(?im)^(content-type:[ \t]*)message/(?:global-)?delivery-status")
 
 
 def _bounded(raw: bytes) -> bytes:
@@ -212,28 +209,12 @@ def _decode(data: bytes, charset: str | None) -> str:
 
 
 def part_text(part: Message) -> str:
-    """The decoded text of a non-multipart part, bounded."""
-    payload = part.get_payload()
-    if not isinstance(payload, str):
+    """The decoded text of a non-multipart part (transfer encoding and charset undone)."""
+    data = part.get_payload(decode=True)
+    if not isinstance(data, bytes):
         return ""
-    raw = payload[:MAX_RAW_PART_CHARS]
-    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
-    data = raw.encode("utf-8", "surrogateescape")
-    if encoding not in ("base64", "quoted-printable"):
-        # 8-bit text as it came (the str payload has lost undeclared 8-bit bytes).
-        decoded = part.get_payload(decode=True)
-        data = decoded[:MAX_RAW_PART_CHARS] if isinstance(decoded, bytes) else data
-    elif encoding == "base64":
-        data = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
-        data = data[: len(data) - len(data) % 4]
-        try:
-            data = base64.b64decode(data)
-        except (binascii.Error, ValueError):
-            return ""
-    elif encoding == "quoted-printable":
-        data = quopri.decodestring(data)
     charset = part.get_content_charset() or "utf-8"
-    return _decode(data, charset)[:MAX_TEXT_CHARS]
+    return _decode(data[:MAX_RAW_PART_BYTES], charset)[:MAX_TEXT_CHARS]
 
 
 def _texts(parts: tuple[Message, ...], kinds: tuple[str, ...]) -> list[str]:
@@ -281,8 +262,7 @@ def _bounce(mail: _Mail) -> Verdict | None:
         if ses == "delivery":
             return Verdict(Kind.UNRELATED, "Amazon SES delivery notification")
     reports = [p for p in mail.parts
-               if p.get_content_type() in ("text/x-delivery-status",
-                                           "message/global-delivery-status")]
+               if p.get_content_type() == "text/x-delivery-status"]
     blocks = [block for p in reports for block in bn.dsn_fields(p)]
     failures = bn.failures_from_blocks(blocks)
     if not failures and bn.delivered(blocks):

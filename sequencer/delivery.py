@@ -182,10 +182,7 @@ def _unsubscribe_url(app: App, job: Job) -> str:
 
 
 def _list_unsubscribe(app: App, job: Job) -> str:
-    mailto = f"<mailto:{app.mailbox(job.mailbox).sender_address}?subject=unsubscribe>"
-    if app.settings.unsubscribe_url:
-        return f"<{_unsubscribe_url(app, job)}>, {mailto}"
-    return mailto
+    return _unsubscribe_url(app, job)
 
 
 def _full_name(job: Job) -> str | None:

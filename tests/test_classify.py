@@ -8,7 +8,7 @@ import logging
 import re
 import time
 from collections import Counter
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -17,29 +17,31 @@ from sequencer.classify import Kind, Verdict, classify, new_text, return_date
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "sisimai"
 DATA = Path(__file__).resolve().parent / "data"
-NOW = datetime(2025, 11, 20, 12, 0, tzinfo=timezone.utc)  # a Thursday
+NOW = datetime(2025, 11, 20, 12, 0, tzinfo=UTC)  # a Thursday
 OWN = frozenset({"dana@example.com"})
 
 # Bounces in the corpus that are soft, each checked by hand against the notice: the
 # delivery is only delayed (``Action: delayed``, "has not yet been delivered"), the
 # decisive status is 4.x.x or a 4xx reply, or the queue gave up after retrying a
 # temporary failure. Every other bounce in the corpus is a permanent (5.x.x) failure.
-SOFT = frozenset(
-    f"{name}.eml"
-    for name in """
-    lhost-amazonses-17 lhost-amazonworkmail-05 lhost-amazonworkmail-07 lhost-exchange2007-05
-    lhost-exim-07 lhost-exim-41 lhost-gmail-09 lhost-gmail-17 lhost-messagingserver-07
-    lhost-mfilter-05 lhost-opensmtpd-05 lhost-opensmtpd-13 lhost-opensmtpd-15 lhost-outlook-07
-    lhost-postfix-05 lhost-postfix-09 lhost-postfix-15 lhost-postfix-37 lhost-postfix-43
-    lhost-postfix-45 lhost-postfix-49 lhost-postfix-75 lhost-qmail-05 lhost-qmail-07
-    lhost-qmail-19 lhost-receivingses-03 lhost-sendgrid-03 lhost-sendmail-11 lhost-sendmail-21
-    lhost-sendmail-29 lhost-sendmail-39 lhost-sendmail-55 lhost-v5sendmail-01 lhost-x2-03
-    lhost-x2-05 lhost-yandex-03 rfc3464-07 rfc3464-09 rfc3464-43 rfc3464-53 rfc3464-55
-    rfc3464-59 rhost-cloudflare-01 rhost-franceptt-07 rhost-franceptt-11 rhost-gsuite-03
-    rhost-gsuite-05 rhost-gsuite-07 rhost-gsuite-13 rhost-gsuite-15 rhost-microsoft-05
-    rhost-outlook-07
-    """.split()
-)
+SOFT = frozenset({
+    "lhost-amazonses-17.eml", "lhost-amazonworkmail-05.eml", "lhost-amazonworkmail-07.eml",
+    "lhost-exchange2007-05.eml", "lhost-exim-07.eml", "lhost-exim-41.eml", "lhost-gmail-09.eml",
+    "lhost-gmail-17.eml", "lhost-messagingserver-07.eml", "lhost-mfilter-05.eml",
+    "lhost-opensmtpd-05.eml", "lhost-opensmtpd-13.eml", "lhost-opensmtpd-15.eml",
+    "lhost-outlook-07.eml", "lhost-postfix-05.eml", "lhost-postfix-09.eml",
+    "lhost-postfix-15.eml", "lhost-postfix-37.eml", "lhost-postfix-43.eml",
+    "lhost-postfix-45.eml", "lhost-postfix-49.eml", "lhost-postfix-75.eml",
+    "lhost-qmail-05.eml", "lhost-qmail-07.eml", "lhost-qmail-19.eml",
+    "lhost-receivingses-03.eml", "lhost-sendgrid-03.eml", "lhost-sendmail-11.eml",
+    "lhost-sendmail-21.eml", "lhost-sendmail-29.eml", "lhost-sendmail-39.eml",
+    "lhost-sendmail-55.eml", "lhost-v5sendmail-01.eml", "lhost-x2-03.eml", "lhost-x2-05.eml",
+    "lhost-yandex-03.eml", "rfc3464-07.eml", "rfc3464-09.eml", "rfc3464-43.eml",
+    "rfc3464-53.eml", "rfc3464-55.eml", "rfc3464-59.eml", "rhost-cloudflare-01.eml",
+    "rhost-franceptt-07.eml", "rhost-franceptt-11.eml", "rhost-gsuite-03.eml",
+    "rhost-gsuite-05.eml", "rhost-gsuite-07.eml", "rhost-gsuite-13.eml", "rhost-gsuite-15.eml",
+    "rhost-microsoft-05.eml", "rhost-outlook-07.eml"
+})
 
 
 def category(name: str) -> str:
@@ -150,6 +152,37 @@ def test_ses_json_bounce_is_read_from_the_notification(corpus):
     verdict = corpus["lhost-amazonses-09.eml"][1]
     assert (verdict.kind, verdict.bounce) == (Kind.BOUNCE, "hard")
     assert verdict.recipient == "bounce@simulator.amazonses.com"
+
+
+SES = ('{{"notificationType":"{kind}","bounce":{{"bounceType":"Transient","bouncedRecipients":'
+       '[{{"emailAddress":"Sam@Prospect.example"}}]}},"mail":{{"headers":[{{"name":"Message-ID",'
+       '"value":"seq-1-step-1@example.com"}}]}}}}')
+
+
+def test_ses_transient_bounce_is_soft_and_names_our_message():
+    raw = mail("From: no-reply@sns.amazonaws.com\nSubject: AWS Notification Message",
+               SES.format(kind="Bounce"))
+    verdict = classify(raw)
+    assert (verdict.kind, verdict.bounce, verdict.recipient) == (
+        Kind.BOUNCE, "soft", "sam@prospect.example")
+    assert verdict.original_message_id == "<seq-1-step-1@example.com>"
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"notificationType": broken', '{"notificationType":"Unknown"}',
+     '{"notificationType":"Complaint","complaint":[],"mail":[]}'],
+)
+def test_ses_notification_that_is_not_a_bounce_is_not_one(body):
+    verdict = classify(mail("From: no-reply@sns.amazonaws.com\nSubject: AWS Notification", body))
+    assert verdict.kind in (Kind.REPLY, Kind.COMPLAINT)
+    assert verdict.bounce is None
+
+
+def test_vendor_notice_recipient_skips_mail_system_addresses():
+    raw = mail("From: MAILER-DAEMON@mx.example.net\nSubject: failure notice",
+               "From postmaster@mx.example.net: could not deliver to sam@prospect.example\n")
+    assert classify(raw).recipient == "sam@prospect.example"
 
 
 DSN = """From: MAILER-DAEMON@mx.example.net
@@ -439,7 +472,8 @@ def _truncated_mime() -> bytes:
 
 
 def _tiny_parts() -> bytes:
-    return HEAD + b"Content-Type: multipart/mixed; boundary=B\r\n\r\n" + b"--B\r\n\r\nx\r\n" * 500_000
+    parts = b"--B\r\n\r\nx\r\n" * 500_000
+    return HEAD + b"Content-Type: multipart/mixed; boundary=B\r\n\r\n" + parts
 
 
 def _dsn_blocks() -> bytes:

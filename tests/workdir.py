@@ -129,7 +129,7 @@ def make_workdir(
         f"{extra}"
         "mailboxes:\n"
         "  sales:\n"
-        '    from: "Dana Reyes <dana@example.test>"\n'
+        '    from: "Dana Reyes <dana@example.com>"\n'
         f"    smtp: {{host: 127.0.0.1, port: {smtp_port}, tls: none, timeout: 3s}}\n"
         f"{mailbox_extra}",
     )

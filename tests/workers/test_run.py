@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.workdir import make_workdir, prospects_csv, terminate, wait_until
 
-EMAILS = ["ann@example.test", "bo@example.test", "cy@example.test"]
+EMAILS = ["ann@example.com", "bo@example.com", "cy@example.com"]
 
 
 def test_three_step_sequence_runs_end_to_end_once_each_in_order(
@@ -54,7 +54,7 @@ def test_three_step_sequence_runs_end_to_end_once_each_in_order(
         dates = [email.utils.parsedate_to_datetime(d.message["Date"]) for d in got]
         assert (dates[1] - dates[0]).total_seconds() >= 2 - 0.01, "no earlier than its wait"
         assert (dates[2] - dates[1]).total_seconds() >= 2 - 0.01
-        assert got[0].mail_from == "dana@example.test"
+        assert got[0].mail_from == "dana@example.com"
     status = wd.status()
     assert {s["email"] for s in status} == set(EMAILS)
     for s in status:
