@@ -263,16 +263,6 @@ def _ses_message_id(mail: object) -> str | None:
 # --- Vendor formats --------------------------------------------------------------------
 
 
-def looks_like_bounce(sender: str, subject: str, return_path: str) -> bool:
-    """Does the envelope or the subject say "delivery failure notice"?"""
-    who = sender.lower()
-    if any(mark in who for mark in BOUNCE_SENDERS):
-        return True
-    if return_path.strip() == "<>" and BOUNCE_SUBJECT_RE.search(subject):
-        return True
-    return BOUNCE_SUBJECT_RE.search(subject) is not None
-
-
 def notice_part(text: str) -> str:
     """The notice's own words: the text before the copy of the original message."""
     text = text[:MAX_NOTICE_CHARS * 5]

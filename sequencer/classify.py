@@ -30,6 +30,9 @@ MAX_TEXT_CHARS = 100_000
 MAX_HEADER_CHARS = 2_000
 MAX_RAW_PART_BYTES = 400_000
 _DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+MAX_DELIMITERS = 4 * MAX_PARTS      # lines starting with "--" (MIME boundaries) parsed at most
+MAX_HEADER_BYTES = 256 * 1024
+_DSN_TYPE_RE = re.compile(rb"(?im)^(content-type:[ \t]*)message/(?:global-)?delivery-status")
 
 
 class Kind(StrEnum):
@@ -85,20 +88,6 @@ def classify(raw: bytes, *, own_addresses: frozenset[str] = frozenset(),
 # --- reading a message -----------------------------------------------------------------
 
 
-def _cap_header_block(raw: bytes) -> bytes:
-    """At most ``MAX_HEADER_BYTES`` of header fields (the body is kept)."""
-    blank = re.search(rb"\r?\n\r?\n", raw)
-    end = blank.start() if blank else len(raw)
-    if end <= MAX_HEADER_BYTES:
-        return raw
-    cut = raw.rfind(b"\n", 0, MAX_HEADER_BYTES) + 1 or MAX_HEADER_BYTES
-    return raw[:cut] + (raw[blank.start():] if blank else b"")
-
-MAX_DELIMITERS = 4 * MAX_PARTS
-MAX_HEADER_BYTES = 256 * 1024
-_DSN_TYPE_RE = re.compile(rb"(?im)^(content-type:[ \t]*)message/(?:global-)?delivery-status")
-
-
 def _bounded(raw: bytes) -> bytes:
     """Cut the input so that the stdlib parser's work stays small whatever the input.
 
@@ -116,6 +105,16 @@ def _bounded(raw: bytes) -> bytes:
     else:
         raw = raw[:at + 1]
     return _DSN_TYPE_RE.sub(rb"\1text/x-delivery-status", raw)
+
+
+def _cap_header_block(raw: bytes) -> bytes:
+    """At most ``MAX_HEADER_BYTES`` of header fields (the body is kept)."""
+    blank = re.search(rb"\r?\n\r?\n", raw)
+    end = blank.start() if blank else len(raw)
+    if end <= MAX_HEADER_BYTES:
+        return raw
+    cut = raw.rfind(b"\n", 0, MAX_HEADER_BYTES) + 1 or MAX_HEADER_BYTES
+    return raw[:cut] + (raw[blank.start():] if blank else b"")
 
 
 @dataclass(frozen=True)
@@ -273,16 +272,25 @@ def _bounce(mail: _Mail) -> Verdict | None:
 
 
 def _bounce_like(mail: _Mail) -> bool:
-    if re.match(r"\s*(re|aw|sv|fwd?|wg|tr)\s*:", mail.subject, re.IGNORECASE):
-        return any(mark in mail.from_header.lower() for mark in bn.BOUNCE_SENDERS)
-    return bn.looks_like_bounce(mail.from_header, mail.subject, header(mail.msg, "Return-Path"))
+    """From a mail system, or a failure subject on machine-sent mail (not a person's)."""
+    if any(mark in mail.from_header.lower() for mark in bn.BOUNCE_SENDERS):
+        return True
+    if not bn.BOUNCE_SUBJECT_RE.search(mail.subject):
+        return False
+    machine = (header(mail.msg, "Return-Path").strip() == "<>"
+               or header(mail.msg, "Auto-Submitted").lower() not in ("", "no"))
+    return machine or _attaches_message(mail)
+
+
+def _attaches_message(mail: _Mail) -> bool:
+    return any(p.get_content_type() in ("message/rfc822", "text/rfc822-headers")
+               for p in mail.own_parts)
 
 
 def _returns_message(mail: _Mail, notice_text: str) -> bool:
     """A notice that attaches a message and says it could not be delivered."""
-    attached = any(p.get_content_type() in ("message/rfc822", "text/rfc822-headers")
-                   for p in mail.own_parts)
-    return attached and bn.FAILURE_TEXT_RE.search(bn.notice_part(notice_text)) is not None
+    return (_attaches_message(mail)
+            and bn.FAILURE_TEXT_RE.search(bn.notice_part(notice_text)) is not None)
 
 
 def _bounce_verdict(mail: _Mail, failures: list[bn.Failure], notice_text: str) -> Verdict:
@@ -322,9 +330,8 @@ def _mailing_list(mail: _Mail) -> Verdict | None:
 
 _AUTO_SUBJECT_RE = re.compile(
     r"^\W*(?:automatic reply|auto(?:matic)?[- ]?(?:reply|response|antwort)|autoreply|"
-    r"out of (?:the )?office|ooo\b|abwesenheitsnotiz|automatische antwort|abwesend|"
-    r"r[ée]ponse automatique|absence|respuesta autom[aá]tica|fuera de la oficina|"
-    r"risposta automatica|away from|on vacation|vacation|afwezig|自動応答|自動返信|不在)",
+    r"out of (?:the )?office|abwesenheitsnotiz|automatische antwort|r[ée]ponse automatique|"
+    r"respuesta autom[aá]tica|risposta automatica|automatisch antwoord|自動応答|自動返信)",
     re.IGNORECASE,
 )
 
@@ -344,7 +351,7 @@ def _auto_headers(msg: Message) -> str | None:
 
 def _auto_reply(mail: _Mail, now: datetime | None) -> Verdict | None:
     why = _auto_headers(mail.msg)
-    if why is None and _AUTO_SUBJECT_RE.search(_strip_prefixes(mail.subject)):
+    if why is None and _AUTO_SUBJECT_RE.search(mail.subject):
         why = f"out-of-office subject {mail.subject[:60]!r}"
     if why is None:
         return None
@@ -433,7 +440,8 @@ def _starts_history(lines: list[str], index: int) -> bool:
 
 
 _UNSUBSCRIBE_RE = re.compile(
-    r"\bunsubscribe\b|\bplease remove\b|\bremove me\b|\btake me off\b|\bopt(?:[- ])?(?:me )?out\b|"
+    r"\bunsubscribe\b|\bremove (?:me|my (?:e-?mail|address))\b|\btake me off\b|"
+    r"\bopt(?:[- ])?(?:me )?out\b|"
     r"\bstop (?:e-?mailing|sending|contacting|writing)\b|\bdo not (?:e-?mail|contact) me\b|"
     r"\bdon'?t (?:e-?mail|contact) me\b|\bno more e-?mails?\b|\babmelden\b|\babbestellen\b|"
     r"d[ée]sabonner|d[ée]sinscri|\bdarme de baja\b|\bdar(?:me|se)? de baja\b|配信停止",

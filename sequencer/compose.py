@@ -25,7 +25,7 @@ from datetime import datetime
 from email.header import decode_header
 from email.parser import Parser
 from email.policy import compat32
-from email.utils import format_datetime, getaddresses, parseaddr
+from email.utils import format_datetime, getaddresses
 
 from sequencer.errors import HeaderInjectionError
 from sequencer.templates import Rendered
@@ -35,6 +35,7 @@ _HEADER_NAME = re.compile(r"[!-9;-~]+")
 _ADDR_SPEC = re.compile(r"[^\s@<>()\[\],;:\\\"]+@[^\s@<>()\[\],;:\\\"]+")
 _DOMAIN = re.compile(r"(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+")
 _MSG_ID = re.compile(r"<[!-;=?-~]+@[!-;=?-~]+>")
+_NAME_ADDR = re.compile(r"([^<>]*)<([^<>]*)>")
 _ATOM_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
 _RE_PREFIX = re.compile(r"^(?:\s*(?:re|aw|sv)\s*:\s*)+", re.IGNORECASE)
 _SEVEN_BIT_TEXT = re.compile(r"[\t\n\x20-\x7e]*")
@@ -217,13 +218,15 @@ def _headers(
 
 
 def _split_sender(sender: str) -> tuple[str | None, str]:
+    """``Name <address>``, ``"Name" <address>`` or a bare address; nothing looser."""
     check_header_value("From", sender)
-    if "<" not in sender:
+    match = _NAME_ADDR.fullmatch(sender.strip())
+    if match is None:
         return None, sender.strip()
-    name, address = parseaddr(sender)
-    if not address or sender.count("<") != 1 or sender.count(">") != 1:
-        raise HeaderInjectionError(f"From: cannot read one address in {sender!r}")
-    return (name or None), address
+    name = match.group(1).strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = re.sub(r"\\(.)", r"\1", name[1:-1])
+    return (name or None), match.group(2)
 
 
 def _mailbox(header: str, name: str | None, address: str) -> str:

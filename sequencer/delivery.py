@@ -124,18 +124,25 @@ async def deliver(app: App, claim: Claim, senders: Senders) -> None:
     _crash(app, "after_claim")
     subject = rendered.subject if not thread else (job.thread_subject or rendered.subject)
 
+    gate = work.Gate.HALTED
+
     async def before_data() -> bool:
-        return work.mark_data(app.store, job, app.clock(), subject)
+        nonlocal gate
+        gate = work.mark_data(app.store, job, app.clock(), subject)
+        return gate is work.Gate.GO
 
     try:
         accepted = await senders.get(job.mailbox).send(
             mailbox.sender_address, job.email, data, before_data=before_data)
     except DeliveryAborted:
-        work.release(app.store, job, app.clock())
-        logger.info("not sent: %s halted before DATA (%s/%s)", job.email, job.sequence,
-                    step.name)
+        if gate is work.Gate.HALTED:
+            work.release(app.store, job, app.clock())
+            logger.info("not sent: %s halted before DATA (%s/%s)", job.email, job.sequence,
+                        step.name)
         return
     except OutcomeUnknownError as err:
+        if gate is not work.Gate.GO:
+            return
         now = app.clock()
         rec = base(Event.UNKNOWN, now, f"no reply after DATA: {err}; not resent")
         if work.record_final(app.store, job, now, send_status=SendStatus.UNKNOWN,
@@ -147,10 +154,10 @@ async def deliver(app: App, claim: Claim, senders: Senders) -> None:
         _pause_mailbox(app, job, str(err), base)
         return
     except PermanentDeliveryError as err:
-        _finish_permanent(app, job, err, base)
+        _finish_permanent(app, job, err, base, passed=gate is work.Gate.GO)
         return
     except TransientDeliveryError as err:
-        _retry_or_fail(app, job, err, base)
+        _retry_or_fail(app, job, err, base, passed=gate is work.Gate.GO)
         return
     _crash(app, "after_250")
     now = app.clock()
@@ -209,35 +216,37 @@ def _record(job: Job, step: str | None, mailbox: str) -> _RecordFactory:
 
 
 def _finish_failed(app: App, job: Job, code: int | None, detail: str,
-                   base: _RecordFactory | None = None) -> None:
+                   base: _RecordFactory | None = None, *, passed: bool = False) -> None:
     now = app.clock()
     rec = (base or _record(job, None, job.mailbox))(Event.FAILED, now, detail)
     if work.record_final(app.store, job, now, send_status=SendStatus.FAILED,
                          state=EnrollmentState.FAILED, code=code, detail=detail,
-                         records=[rec]):
+                         records=[rec], passed_gate=passed):
         emit(rec)
 
 
 def _finish_permanent(app: App, job: Job, err: PermanentDeliveryError,
-                      base: _RecordFactory) -> None:
+                      base: _RecordFactory, *, passed: bool) -> None:
     now = app.clock()
     if err.recipient_rejected:
         rec = base(Event.BOUNCED, now, f"hard bounce at RCPT: {err}")
         if work.record_final(app.store, job, now, send_status=SendStatus.FAILED,
                              state=EnrollmentState.BOUNCED, code=err.code, detail=str(err),
-                             records=[rec], suppress=f"hard bounce: {err}"):
+                             records=[rec], suppress=f"hard bounce: {err}",
+                             passed_gate=passed):
             emit(rec)
         return
-    _finish_failed(app, job, err.code, f"permanent failure: {err}", base)
+    _finish_failed(app, job, err.code, f"permanent failure: {err}", base, passed=passed)
 
 
 def _retry_or_fail(app: App, job: Job, err: TransientDeliveryError,
-                   base: _RecordFactory) -> None:
+                   base: _RecordFactory, *, passed: bool) -> None:
     now = app.clock()
     attempt = job.attempts + 1
     retry = app.settings.retry
     if attempt >= retry.attempts:
-        _finish_failed(app, job, err.code, f"gave up after {attempt} attempts: {err}", base)
+        _finish_failed(app, job, err.code, f"gave up after {attempt} attempts: {err}", base,
+                       passed=passed)
         return
     delay = backoff(attempt, timedelta(seconds=retry.backoff_s),
                     timedelta(seconds=retry.max_backoff_s))
@@ -245,7 +254,7 @@ def _retry_or_fail(app: App, job: Job, err: TransientDeliveryError,
     rec = base(Event.RETRYING, now, f"attempt {attempt} failed: {err}; next at "
                f"{due.strftime('%Y-%m-%d %H:%M:%S')}Z")
     if work.record_retry(app.store, job, now, code=err.code, detail=str(err), next_due=due,
-                         records=[rec]):
+                         records=[rec], passed_gate=passed):
         emit(rec)
 
 

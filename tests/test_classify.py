@@ -250,9 +250,18 @@ def test_vendor_notice_is_hard_or_soft_by_its_words(body, severity):
         Kind.BOUNCE, severity, "sam@prospect.example")
 
 
-def test_reply_with_a_bounce_like_subject_is_still_a_reply():
-    verdict = reply_with("We fixed the delivery failure, thanks.", "Re: Delivery failure")
+@pytest.mark.parametrize("subject", ["Re: Delivery failure", "Delivery failure on order 12"])
+def test_person_writing_about_a_delivery_failure_is_a_reply(subject):
+    verdict = reply_with("The parcel could not be delivered: 550 boxes!", subject)
     assert verdict.kind is Kind.REPLY
+
+
+def test_failure_subject_with_a_null_return_path_is_a_bounce():
+    raw = mail("Return-Path: <>\nFrom: mail@mx.example.net\nSubject: Delivery failure",
+               "sam@prospect.example: no such mailbox\n")
+    verdict = classify(raw)
+    assert (verdict.kind, verdict.bounce, verdict.recipient) == (
+        Kind.BOUNCE, "hard", "sam@prospect.example")
 
 
 # --- replies (K3) and auto-replies (K2) -------------------------------------------------
@@ -312,6 +321,12 @@ def test_every_auto_reply_sample_is_checked():
 def test_auto_reply_markers(headers, reason):
     verdict = classify(mail(f"From: sam@prospect.example\n{headers}", "Away.\n"), now=NOW)
     assert (verdict.kind, verdict.reason) == (Kind.AUTO_REPLY, reason)
+
+
+@pytest.mark.parametrize(
+    "subject", ["Re: Vacation plans", "Re: Out of office next week?", "Re: Away from desk"])
+def test_reply_whose_subject_mentions_absence_is_still_a_reply(subject):
+    assert reply_with("Let's meet after that.", subject).kind is Kind.REPLY
 
 
 def test_auto_submitted_no_is_not_an_auto_reply():
@@ -384,6 +399,7 @@ def test_unsubscribe_in_the_subject_is_an_unsubscribe():
         "Sounds good.\nTo unsubscribe visit https://example.com/u/1\n",
         "Sounds good.\n-- \nSam | unsubscribe from our newsletter at our site\n",
         "I'll stop by the booth tomorrow.",
+        "Please remove the second seat from the quote.",
     ],
 )
 def test_reply_that_only_quotes_our_unsubscribe_footer_is_a_reply(body):

@@ -54,6 +54,10 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: Largest ``chunk``: a FETCH of N bodies is ~3N response lines, parsed one recursion
+#: level per line by aioimaplib (RecursionError near 1000, issue #118).
+MAX_CHUNK = 250
+
 _FETCH_START = re.compile(rb"^\d+ FETCH \(")
 _UID = re.compile(rb"\bUID (\d+)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
@@ -219,6 +223,14 @@ def _expect_ok(response: Any, what: str) -> list[bytes | bytearray]:
     return lines
 
 
+class Stopped(Exception):
+    """A network wait was abandoned because the watcher was asked to stop."""
+
+
+async def _forever() -> None:
+    await asyncio.Event().wait()
+
+
 def _raise_on_server_error(lines: Sequence[bytes]) -> None:
     """An untagged NO/BAD/BYE while idling means the session went bad (Dovecot says
     ``* NO Internal error`` once the selected folder was deleted): start afresh."""
@@ -232,43 +244,53 @@ class _Connection:
     """One aioimaplib connection whose every wait is bounded and cut short on a drop."""
 
     def __init__(
-        self, account: ImapAccount, timeout_s: float, ssl_context: ssl.SSLContext | None
+        self,
+        account: ImapAccount,
+        timeout_s: float,
+        ssl_context: ssl.SSLContext | None,
+        stop: asyncio.Event,
     ) -> None:
         self._account = account
         self._timeout_s = timeout_s
         self._ssl_context = ssl_context
+        self._stop = stop
         self._lost = asyncio.Event()
-        self._client: Any = None
+        self._client: Any = None  # aioimaplib is untyped
         self.idle_supported = False
-
-    @property
-    def lost(self) -> bool:
-        return self._lost.is_set()
+        self.interrupted = False
 
     def _on_lost(self, exc: Exception | None) -> None:
         logger.debug("imap connection to %s lost: %s", self._account.host, exc)
         self._lost.set()
 
-    async def bounded(self, aw: Awaitable[T], what: str) -> T:
-        """Await ``aw`` for at most ``timeout_s``; fail early when the connection drops."""
+    async def bounded(self, aw: Awaitable[T], what: str, *, interruptible: bool = True) -> T:
+        """Await ``aw`` for at most ``timeout_s``; fail early when the connection drops,
+        and give up at once when the watcher is asked to stop (``Stopped``)."""
         if self._lost.is_set():
             raise ConnectionError(f"connection lost before {what}")
         task = asyncio.ensure_future(aw)
         lost = asyncio.ensure_future(self._lost.wait())
+        stopped = asyncio.ensure_future(self._stop.wait() if interruptible else _forever())
         try:
             done, _ = await asyncio.wait(
-                {task, lost}, timeout=self._timeout_s, return_when=asyncio.FIRST_COMPLETED
+                {task, lost, stopped},
+                timeout=self._timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
             )
         except BaseException:
             task.cancel()
             raise
         finally:
             lost.cancel()
+            stopped.cancel()
         if task in done:
             return task.result()
         task.cancel()
         if lost in done:
             raise ConnectionError(f"connection lost during {what}")
+        if stopped in done:
+            self.interrupted = True
+            raise Stopped(what)
         raise TimeoutError(f"no answer to {what} within {self._timeout_s:g}s")
 
     async def open(self) -> None:
@@ -311,9 +333,7 @@ class _Connection:
         )
         return parse_fetch(_expect_ok(response, "UID FETCH"))
 
-    async def idle(
-        self, stop: asyncio.Event, idle_s: float, on_idle: Callable[[], None]
-    ) -> IdleOutcome:
+    async def idle(self, idle_s: float, on_idle: Callable[[], None]) -> IdleOutcome:
         """IDLE until new mail, ``idle_s`` or ``stop``; always leaves IDLE before returning."""
         queue: asyncio.Queue[list[bytes]] = self._client.protocol.idle_queue
         while not queue.empty():
@@ -322,15 +342,13 @@ class _Connection:
             self._client.idle_start(timeout=idle_s + self._timeout_s), "IDLE"
         )
         on_idle()
-        outcome = await self._wait_push(queue, stop, idle_s)
+        outcome = await self._wait_push(queue, idle_s)
         self._client.idle_done()
         response = await self.bounded(idle_task, "IDLE DONE")
         _expect_ok(response, "IDLE")
         return outcome
 
-    async def _wait_push(
-        self, queue: asyncio.Queue[list[bytes]], stop: asyncio.Event, idle_s: float
-    ) -> IdleOutcome:
+    async def _wait_push(self, queue: asyncio.Queue[list[bytes]], idle_s: float) -> IdleOutcome:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + idle_s
         while True:
@@ -338,7 +356,7 @@ class _Connection:
             if remaining <= 0:
                 return IdleOutcome.REFRESH
             push = asyncio.ensure_future(queue.get())
-            stopped = asyncio.ensure_future(stop.wait())
+            stopped = asyncio.ensure_future(self._stop.wait())
             lost = asyncio.ensure_future(self._lost.wait())
             try:
                 done, _ = await asyncio.wait(
@@ -364,9 +382,9 @@ class _Connection:
         client = self._client
         if client is None:
             return
-        if polite and not self._lost.is_set():
+        if polite and not self._lost.is_set() and not self.interrupted:
             with contextlib.suppress(Exception):
-                await self.bounded(client.logout(), "LOGOUT")
+                await self.bounded(client.logout(), "LOGOUT", interruptible=False)
         transport = client.protocol.transport
         if transport is not None:
             transport.abort()
@@ -406,6 +424,11 @@ class ImapWatcher:
     ) -> None:
         if chunk < 1 or max_bytes < 1 or idle_s <= 0 or timeout_s <= 0:
             raise ValueError("chunk, max_bytes, idle_s and timeout_s must be positive")
+        if chunk > MAX_CHUNK:
+            raise ValueError(
+                f"chunk must be at most {MAX_CHUNK}: aioimaplib parses a response "
+                "recursively and fails beyond ~1000 lines"
+            )
         self._name = name
         self._account = account
         self._cursors = cursors
@@ -434,11 +457,13 @@ class ImapWatcher:
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until ``stop`` is set; reconnects on every failure, never raises for one."""
         while not stop.is_set():
-            connection = _Connection(self._account, self._timeout_s, self._ssl_context)
+            connection = _Connection(self._account, self._timeout_s, self._ssl_context, stop)
             delay = 0.0
             self._state = WatcherState.CONNECTING
             try:
                 await self._session(connection, stop)
+            except Stopped:
+                pass
             except Exception as err:  # every failure means: drop the connection, retry
                 self._failures += 1
                 delay = self._backoff()
@@ -481,7 +506,8 @@ class ImapWatcher:
             if stop.is_set():
                 return
             if connection.idle_supported:
-                await connection.idle(stop, self._idle_s, self._entered_idle)
+                outcome = await connection.idle(self._idle_s, self._entered_idle)
+                logger.debug("imap %s: IDLE ended: %s", self._name, outcome.value)
             else:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._poll_s)

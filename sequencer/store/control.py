@@ -13,7 +13,7 @@ from sequencer.machine import EnrollmentState, Event, SendStatus
 from sequencer.store import events as stored_events
 from sequencer.store.db import Store
 from sequencer.store.schema import enrollments, sends
-from sequencer.store.work import add_suppression
+from sequencer.store.work import add_suppression, drop_unsent
 
 # (sequence, next step index, now) -> when that step is due, or None when there is none left
 DueAfter = Callable[[str, int, datetime, str], datetime | None]
@@ -44,6 +44,8 @@ def apply(store: Store, action: str, email: str, now: datetime, *,
                 if action != "suppress":
                     refusals.append(f"{row.sequence}: {err}")  # type: ignore[attr-defined]
                 continue
+            if new is not EnrollmentState.ACTIVE:
+                drop_unsent(conn, row.id)  # type: ignore[attr-defined]
             conn.execute(update(enrollments).where(
                 enrollments.c.id == row.id).values(  # type: ignore[attr-defined]
                 state=new.value, claim_token=None, lease_until=None, updated_at=now, **values))

@@ -63,20 +63,20 @@ def _enroll_batch(
     with store.write() as conn:
         known = dict(conn.execute(
             select(prospects.c.email, prospects.c.id).where(prospects.c.email.in_(emails))
-        ).tuples().all())
+        ).all())
         enrolled = set(conn.scalars(
             select(enrollments.c.email).where(enrollments.c.email.in_(emails),
                                               enrollments.c.sequence == sequence.name)))
         suppressed = dict(conn.execute(
             select(suppressions.c.email, suppressions.c.reason)
-            .where(suppressions.c.email.in_(emails))).tuples().all())
+            .where(suppressions.c.email.in_(emails))).all())
         new_prospects = [e for e in dict.fromkeys(emails) if e not in known]
         if new_prospects:
             conn.execute(insert(prospects), [{"email": e, "created_at": now}
                                              for e in new_prospects])
             known.update(conn.execute(
                 select(prospects.c.email, prospects.c.id)
-                .where(prospects.c.email.in_(new_prospects))).tuples().all())
+                .where(prospects.c.email.in_(new_prospects))).all())
         values: list[dict[str, object]] = []
         records: list[EventRecord] = []
         for item in batch:

@@ -15,7 +15,7 @@ from sequencer.mail.inbox import Cursor
 from sequencer.store import events as stored_events
 from sequencer.store.db import Store
 from sequencer.store.schema import enrollments, inbound, mailboxes, sends
-from sequencer.store.work import add_suppression
+from sequencer.store.work import add_suppression, drop_unsent
 
 ACTIVE = EnrollmentState.ACTIVE.value
 
@@ -125,6 +125,7 @@ def halt(store: Store, target: Target, state: EnrollmentState, now: datetime,
 
 def _halt_one(conn: Connection, enrollment_id: int, state: EnrollmentState,
               now: datetime) -> bool:
+    drop_unsent(conn, enrollment_id)
     return bool(conn.execute(
         update(enrollments)
         .where(enrollments.c.id == enrollment_id,

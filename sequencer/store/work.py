@@ -12,9 +12,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, select, update
 
 from sequencer.eventlog import EventRecord
 from sequencer.machine import EnrollmentState, Event, SendStatus
@@ -195,9 +196,17 @@ def load_job(store: Store, claim: Claim) -> Job | None:
     )
 
 
-def mark_data(store: Store, job: Job, now: datetime, subject: str) -> bool:
-    """The point of no return, committed before DATA. False: halted or lost the claim."""
-    with store.write() as conn:
+class Gate(StrEnum):
+    """What ``mark_data`` decided."""
+
+    GO = "go"  # this sender owns the step: send DATA now
+    HALTED = "halted"  # the enrollment halted (or the claim was lost): send nothing
+    DUPLICATE = "duplicate"  # another holder of the same claim already passed: send nothing
+
+
+def mark_data(store: Store, job: Job, now: datetime, subject: str) -> Gate:
+    """The point of no return, committed right before DATA."""
+    with store.write() as conn:  # the enrollment row is locked first (PostgreSQL)
         suppressed = exists().where(suppressions.c.email == enrollments.c.email)
         won = conn.execute(
             update(enrollments)
@@ -207,18 +216,26 @@ def mark_data(store: Store, job: Job, now: datetime, subject: str) -> bool:
             .values(updated_at=now)
         ).rowcount
         if won != 1:
-            return False
-        conn.execute(update(sends).where(sends.c.id == job.send_id,
-                                         sends.c.status == SendStatus.CLAIMED.value)
-                     .values(data_at=now, subject=subject))
-    return True
+            return Gate.HALTED
+        first = conn.execute(update(sends).where(sends.c.id == job.send_id,
+                                                 sends.c.status == SendStatus.CLAIMED.value,
+                                                 sends.c.data_at.is_(None))
+                             .values(data_at=now, subject=subject)).rowcount
+    return Gate.GO if first == 1 else Gate.DUPLICATE
 
 
 def _finish(conn: Connection, job: Job, now: datetime, *, send_status: SendStatus | None,
-            code: int | None, detail: str | None, **enrollment: object) -> bool:
+            code: int | None, detail: str | None, passed_gate: bool = True,
+            **enrollment: object) -> bool:
+    """Close the claim. A sender that never passed the gate may only close it while no
+    other holder of the same claim has (``data_at`` still empty)."""
+    conditions = [enrollments.c.id == job.enrollment_id, enrollments.c.claim_token == job.token]
+    if not passed_gate:
+        conditions.append(~exists().where(sends.c.id == job.send_id,
+                                          sends.c.data_at.is_not(None)))
     won = conn.execute(
         update(enrollments)
-        .where(enrollments.c.id == job.enrollment_id, enrollments.c.claim_token == job.token)
+        .where(*conditions)
         .values(claim_token=None, lease_until=None, updated_at=now, **enrollment)
     ).rowcount
     if won != 1:
@@ -243,11 +260,12 @@ def record_sent(store: Store, job: Job, now: datetime, *, code: int, state: Enro
 
 
 def record_retry(store: Store, job: Job, now: datetime, *, code: int, detail: str,
-                 next_due: datetime, records: list[EventRecord]) -> bool:
+                 next_due: datetime, records: list[EventRecord],
+                 passed_gate: bool = True) -> bool:
     """A transient failure before the message was accepted: try again at ``next_due``."""
     with store.write() as conn:
         ok = _finish(conn, job, now, send_status=None, code=code, detail=detail,
-                     next_due=next_due, attempts=job.attempts + 1)
+                     passed_gate=passed_gate, next_due=next_due, attempts=job.attempts + 1)
         if ok:
             conn.execute(update(sends).where(sends.c.id == job.send_id).values(data_at=None))
             stored_events.add(conn, *records)
@@ -257,11 +275,11 @@ def record_retry(store: Store, job: Job, now: datetime, *, code: int, detail: st
 def record_final(store: Store, job: Job, now: datetime, *, send_status: SendStatus,
                  state: EnrollmentState, code: int | None, detail: str,
                  records: list[EventRecord], suppress: str | None = None,
-                 flag: str | None = None) -> bool:
+                 flag: str | None = None, passed_gate: bool = True) -> bool:
     """Failed, bounced or unknown: the step is over and the enrollment leaves ``active``."""
     with store.write() as conn:
         ok = _finish(conn, job, now, send_status=send_status, code=code, detail=detail,
-                     state=state.value, next_due=None, flag=flag)
+                     passed_gate=passed_gate, state=state.value, next_due=None, flag=flag)
         if ok:
             if suppress:
                 add_suppression(conn, job.email, suppress, now)
@@ -270,11 +288,14 @@ def record_final(store: Store, job: Job, now: datetime, *, send_status: SendStat
 
 
 def release(store: Store, job: Job, now: datetime) -> None:
-    """Give the claim back untouched (the enrollment halted, or the process is stopping)."""
+    """Give the claim back untouched (the enrollment halted, or the process is stopping);
+    never while another holder of the same claim is past the gate."""
     with store.write() as conn:
         conn.execute(update(enrollments)
                      .where(enrollments.c.id == job.enrollment_id,
-                            enrollments.c.claim_token == job.token)
+                            enrollments.c.claim_token == job.token,
+                            ~exists().where(sends.c.id == job.send_id,
+                                            sends.c.data_at.is_not(None)))
                      .values(claim_token=None, lease_until=None, updated_at=now))
 
 
@@ -296,3 +317,14 @@ def pause_mailbox(store: Store, mailbox: str, reason: str) -> bool:
 def add_suppression(conn: Connection, email: str, reason: str, now: datetime) -> None:
     if conn.scalar(select(suppressions.c.email).where(suppressions.c.email == email)) is None:
         conn.execute(insert(suppressions).values(email=email, reason=reason, at=now))
+
+
+def drop_unsent(conn: Connection, enrollment_id: int) -> None:
+    """Forget a claimed step that never reached DATA (the enrollment left ``active``).
+
+    Nothing went out for it, so there is nothing to record; a step whose DATA started
+    keeps its row and is finished by the lease logic as ``unknown`` or by its sender.
+    """
+    conn.execute(delete(sends).where(sends.c.enrollment_id == enrollment_id,
+                                     sends.c.status == SendStatus.CLAIMED.value,
+                                     sends.c.data_at.is_(None)))

@@ -202,7 +202,7 @@ async def test_fifteen_hundred_waiting_messages_are_all_handed_over_in_order_on_
     caplog.set_level(logging.INFO)
     dovecot.append_many([message(n) for n in range(1, 1501)])
     recorder = Recorder()
-    async with watching(watcher_for(account, recorder, timeout_s=10.0, chunk=2000)):
+    async with watching(watcher_for(account, recorder, timeout_s=10.0)):
         await recorder.wait_for(1500, timeout=60)
     assert [inbound.uid for inbound in recorder.inbound] == list(range(1, 1501))
     assert recorder.subjects[-1] == "reply 1500"
@@ -315,3 +315,8 @@ def test_fetch_response_is_grouped_by_uid_with_unsolicited_updates_left_out() ->
     assert sorted(found) == [10, 12]
     assert found[10].sections == {b"BODY[HEADER]": b"H: x", b"BODY[TEXT]": b"hi"}
     assert found[12].size == 99
+
+
+def test_a_chunk_too_big_for_aioimaplib_is_refused_up_front(account: ImapAccount) -> None:
+    with pytest.raises(ValueError, match="at most 250"):
+        ImapWatcher("sales", account, MemoryCursorStore(), Recorder(), chunk=1000)

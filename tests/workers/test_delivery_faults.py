@@ -1,0 +1,197 @@
+"""SMTP faults and races through the engine, with an injected clock (RELIABILITY S1, S2, S3,
+S5, R6, R9, R10). Each test checks the three invariants against the aiosmtpd ledger."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from sequencer.enrollment import run_enroll
+from sequencer.store.schema import enrollments, events, sends, suppressions
+from tests.harness import Engine
+from tests.invariants import check_invariants
+from tests.workdir import make_workdir, prospects_csv
+
+
+@pytest.fixture
+def engine(tmp_path: Path, smtp_server):  # type: ignore[no-untyped-def]
+    wd = make_workdir(tmp_path, smtp_server.port, wait2="2d", wait3="1w")
+    eng = Engine(wd)
+    eng.wd = wd  # type: ignore[attr-defined]
+    yield eng
+    eng.close()
+
+
+def enroll(engine: Engine, emails: list[str]) -> None:
+    summary = run_enroll(engine.app, "three", prospects_csv(engine.wd, emails), progress=False)
+    assert summary.enrolled == len(emails)
+
+
+def rows(engine: Engine, table, *where):  # type: ignore[no-untyped-def]
+    with engine.app.store.read() as conn:
+        return conn.execute(select(table).where(*where)).all()
+
+
+def invariants(engine: Engine, smtp_server) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    return check_invariants(smtp_server.deliveries, engine.app.settings.database,
+                            now=engine.clock.now)
+
+
+def test_s1_hard_bounce_at_rcpt_bounces_suppresses_and_never_retries(engine, smtp_server) -> None:
+    smtp_server.reject_rcpt("ann@example.com", "550 5.1.1 No such user")
+    enroll(engine, ["ann@example.com", "bo@example.com"])
+    assert engine.step() == 2
+    assert [d.rcpt_tos for d in smtp_server.deliveries] == [["bo@example.com"]]
+    (ann,) = rows(engine, enrollments, enrollments.c.email == "ann@example.com")
+    assert ann.state == "bounced"
+    assert rows(engine, suppressions, suppressions.c.email == "ann@example.com")
+    engine.clock.advance(days=30)
+    engine.step()
+    rcpt_attempts = [c for c in smtp_server.commands if c[1] == "RCPT"]
+    assert sum(1 for d in smtp_server.deliveries if d.rcpt_tos == ["ann@example.com"]) == 0
+    assert len(rcpt_attempts) == 3  # ann once, bo twice (step 1 and 2): no retry for ann
+    invariants(engine, smtp_server)
+
+
+def test_s2_temporary_failures_retry_with_capped_backoff_then_fail(engine, smtp_server) -> None:
+    smtp_server.fail_next(100, "451 4.3.0 Try again later", stage="RCPT")
+    enroll(engine, ["ann@example.com"])
+    due_times = []
+    for _ in range(5):
+        engine.step()
+        (row,) = rows(engine, enrollments)
+        due_times.append(row.next_due)
+        if row.state != "active":
+            break
+        engine.clock.now = row.next_due
+    (row,) = rows(engine, enrollments)
+    assert row.state == "failed"
+    kinds = [e.event for e in rows(engine, events, events.c.email == "ann@example.com")]
+    assert kinds.count("retrying") == 2 and kinds[-1] == "failed"  # attempts: 3
+    gaps = [(b - a).total_seconds() for a, b in zip(due_times, due_times[1:]) if a and b]
+    assert gaps and all(g <= 2.0 for g in gaps), "backoff is capped at max_backoff (2s)"
+    assert smtp_server.deliveries == []
+    (send,) = rows(engine, sends)
+    assert send.status == "failed" and send.smtp_code == 451
+    invariants(engine, smtp_server)
+
+
+def test_s2_a_temporary_failure_then_success_delivers_once(engine, smtp_server) -> None:
+    smtp_server.fail_next(1, "452 4.2.2 Mailbox full", stage="DATA")
+    enroll(engine, ["ann@example.com"])
+    engine.step()
+    assert smtp_server.deliveries == []
+    (row,) = rows(engine, enrollments)
+    engine.clock.now = row.next_due
+    engine.step()
+    assert len(smtp_server.deliveries) == 1
+    assert invariants(engine, smtp_server) == {"sent": 1}
+
+
+def test_s3_421_before_mail_reconnects_and_sends_once(tmp_path: Path, smtp_server,
+                                                      tcp_proxy) -> None:
+    proxy = tcp_proxy("127.0.0.1", smtp_server.port)
+    wd = make_workdir(tmp_path, proxy.port)
+    eng = Engine(wd)
+    try:
+        eng.wd = wd  # type: ignore[attr-defined]
+        enroll(eng, ["ann@example.com"])
+        proxy.reply_421(1)
+        eng.step()
+        assert len(smtp_server.deliveries) == 1
+        assert invariants(eng, smtp_server) == {"sent": 1}
+    finally:
+        eng.close()
+
+
+def test_s5_idle_timeout_on_a_reused_connection_reconnects_cleanly(engine, smtp_server) -> None:
+    import time
+
+    smtp_server.idle_timeout(0.5)
+    enroll(engine, ["ann@example.com", "bo@example.com"])
+    engine.step()
+    assert len(smtp_server.deliveries) == 2
+    smtp_server.wait_for_closed(1, timeout=5)  # the server dropped the idle connection
+    time.sleep(0.1)
+    engine.clock.advance(days=2)
+    engine.step()
+    assert len(smtp_server.deliveries) == 4
+    assert invariants(engine, smtp_server) == {"sent": 4}
+
+
+def test_r9_a_reply_committed_between_claim_and_send_means_nothing_is_sent(engine,
+                                                                            smtp_server) -> None:
+    from sequencer import inbound
+    from sequencer.mail.inbox import Inbound
+
+    enroll(engine, ["ann@example.com"])
+    engine.step()
+    engine.clock.advance(days=3)
+    claims = engine.claim()
+    assert len(claims) == 1
+    first_id = smtp_server.deliveries[0].message["Message-ID"]
+    reply = (f"From: Ann <ann@example.com>\r\nTo: dana@example.com\r\nSubject: Re: hi\r\n"
+             f"Message-ID: <r1@example.com>\r\nIn-Reply-To: {first_id}\r\n\r\nYes, let's talk."
+             ).encode()
+    record = inbound.handle(engine.app, "sales", Inbound(uid=1, raw=reply))
+    assert record is not None and record.event.value == "replied"
+    engine.deliver(claims)
+    assert len(smtp_server.deliveries) == 1, "nothing sent after the reply"
+    (row,) = rows(engine, enrollments)
+    assert row.state == "replied"
+    engine.clock.advance(weeks=2)
+    assert engine.step() == 0
+    invariants(engine, smtp_server)
+
+
+def test_r6_the_same_step_dispatched_twice_to_racing_threads_is_sent_once(engine,
+                                                                          smtp_server) -> None:
+    import asyncio
+
+    from sequencer.delivery import Senders, deliver
+
+    enroll(engine, ["ann@example.com", "bo@example.com", "cy@example.com"])
+    claims = engine.claim()
+    barrier = threading.Barrier(12)
+
+    def race(claim) -> None:  # type: ignore[no-untyped-def]
+        senders = Senders(engine.app)
+
+        async def go() -> None:
+            barrier.wait()
+            await deliver(engine.app, claim, senders)
+            await senders.close()
+
+        asyncio.run(go())
+
+    threads = [threading.Thread(target=race, args=(c,)) for c in claims * 4]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(smtp_server.deliveries) == 3
+    assert invariants(engine, smtp_server) == {"sent": 3}
+    assert engine.claim() == []  # a second claim round finds nothing due
+
+
+def test_r10_clock_jumps_forward_days_then_back_an_hour(engine, smtp_server) -> None:
+    enroll(engine, ["ann@example.com"])
+    engine.step()
+    engine.clock.advance(days=20)  # past both remaining waits
+    engine.step()
+    engine.step()  # the third step is due 1w after the second was sent: not yet
+    subjects = [d.message["Subject"] for d in smtp_server.deliveries]
+    assert len(subjects) == 2 and subjects[1].startswith("Re: ")
+    engine.clock.advance(hours=-1)
+    assert engine.step() == 0, "nothing is resent when the clock goes back"
+    engine.clock.advance(weeks=1, hours=1)
+    engine.step()
+    subjects = [d.message["Subject"] for d in smtp_server.deliveries]
+    assert len(subjects) == 3 and subjects[2].startswith("New for")
+    engine.clock.advance(hours=-1)
+    engine.clock.advance(days=60)
+    assert engine.step() == 0
+    assert invariants(engine, smtp_server) == {"sent": 3}
