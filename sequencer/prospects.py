@@ -70,19 +70,22 @@ def read_prospects(
     column, and must not be blank in a row. Pass a mapping ``{variable: template name}`` to have
     errors name the template. ``check`` sees each otherwise valid prospect; a string it returns
     is the reason to reject it ("already enrolled", "suppressed" ...).
-    The checks done before this generator yields anything raise EnrollError.
+    File-level problems raise EnrollError here, at the call, before any row is read.
     """
     path = Path(path)
     _check_utf8(path)
     needed = _needed(required)
-    handle = _open(path)
-    try:
+    with _open(path) as handle:
+        columns = _header(csv.reader(handle), path, needed)
+    rows = _Rows(columns, needed, check, check_deliverability)
+    return _stream(path, rows)
+
+
+def _stream(path: Path, rows: _Rows) -> Iterator[Prospect | Rejected]:
+    with _open(path) as handle:
         reader = csv.reader(handle)
-        columns = _header(reader, path, needed)
-        rows = _Rows(columns, needed, check, check_deliverability)
+        next(reader, None)  # the header, already checked
         yield from _records(reader, rows, path)
-    finally:
-        handle.close()
 
 
 def _open(path: Path) -> TextIO:

@@ -363,13 +363,13 @@ class Template:
         values = dict(context)
         token = _BUDGET.set(_Budget())
         try:
-            subject = self._subject.render(values).strip()
+            subject = self._subject.render(values)
             text = self._text.render(values)
             html = self._html.render(values) if self._html is not None else None
         finally:
             _BUDGET.reset(token)
         self._check_subject(subject, values)
-        return Rendered(subject=subject, text=text, html=html)
+        return Rendered(subject=subject.strip(), text=text, html=html)
 
     def _check_subject(self, subject: str, values: Mapping[str, object]) -> None:
         line = self._subject.line
@@ -383,7 +383,7 @@ class Template:
             raise TemplateError(
                 f"subject contains a line break or control character{source}", self.path, line
             )
-        if not subject:
+        if not subject.strip():
             raise TemplateError("subject renders empty", self.path, line)
 
 

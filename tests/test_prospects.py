@@ -29,9 +29,8 @@ def rejections(path: Path, **options: object) -> list[tuple[int, str | None, str
 
 
 def file_error(path: Path, **options: object) -> EnrollError:
-    rows = read_prospects(path, **options)  # type: ignore[arg-type]
     with pytest.raises(EnrollError) as caught:
-        next(rows)
+        read_prospects(path, **options)  # type: ignore[arg-type]
     return caught.value
 
 
@@ -289,3 +288,13 @@ def test_duplicate_index_finds_every_key_through_collisions_and_growth() -> None
     assert [index.get(key) for key in colliding[:3]] == [2, 3, 4]
     assert all(index.get(key) == line for line, key in enumerate(colliding + spread, 2))
     assert index.get(12345) is None
+
+
+def test_a_cell_over_the_csv_field_limit_stops_the_import_naming_its_line(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, f"email,notes\na@example.org,ok\nb@example.org,{'x' * 200_000}\n")
+    rows = read_prospects(path)
+    assert isinstance(next(rows), Prospect)
+    with pytest.raises(EnrollError) as caught:
+        next(rows)
+    assert caught.value.line == 3
+    assert "field larger than field limit" in caught.value.reason

@@ -247,3 +247,15 @@ def test_loops_within_the_budget_still_render(tmp_path: Path) -> None:
         "{% endfor %}{{ range(5)|join(',') }}\n",
     )
     assert templates.check("loop").render({}).text == "0,1,2,3,4\n"
+
+
+def test_subject_with_a_trailing_line_break_from_a_variable_is_refused(tmp_path: Path) -> None:
+    templates = write(tmp_path, "s", "Subject: Hi {{ company }}\n\nBody\n")
+    with pytest.raises(TemplateError, match="from `company`"):
+        templates.get("s").render({"company": "Acme\n"})
+
+
+def test_subject_that_renders_empty_is_refused(tmp_path: Path) -> None:
+    templates = write(tmp_path, "s", "Subject: {{ company }}\n\nBody\n")
+    with pytest.raises(TemplateError, match="subject renders empty"):
+        templates.get("s").render({"company": "  "})

@@ -486,9 +486,7 @@ class ImapWatcher:
         for secret in {self._account.password, aioimaplib.quoted(self._account.password)}:
             reason = reason.replace(secret, "***") if secret else reason
         level = logging.ERROR if isinstance(err, WatcherError) else logging.WARNING
-        logger.log(
-            level, "imap %s: %s; reconnecting in %.1fs", self._name, reason, delay
-        )
+        logger.log(level, "imap %s: %s; reconnecting in %.1fs", self._name, reason, delay)
 
     async def _session(self, connection: _Connection, stop: asyncio.Event) -> None:
         account = self._account
@@ -496,7 +494,11 @@ class ImapWatcher:
         uidvalidity = await connection.select(account.folder)
         logger.info(
             "imap %s: connected to %s:%d as %s, watching %s (UIDVALIDITY %d)",
-            self._name, account.host, account.port, account.username, account.folder,
+            self._name,
+            account.host,
+            account.port,
+            account.username,
+            account.folder,
             uidvalidity,
         )
         cursor = self._reconcile(uidvalidity)
@@ -520,7 +522,10 @@ class ImapWatcher:
         if cursor.uidvalidity is not None:
             logger.warning(
                 "imap %s: UIDVALIDITY changed from %d to %d; reading %s again from the start",
-                self._name, cursor.uidvalidity, uidvalidity, self._account.folder,
+                self._name,
+                cursor.uidvalidity,
+                uidvalidity,
+                self._account.folder,
             )
             cursor = Cursor(uidvalidity=uidvalidity, last_uid=0)
         else:
@@ -586,7 +591,10 @@ class ImapWatcher:
         fetched = await connection.fetch(uids, items)
         logger.info(
             "imap %s: UID %s is over %d bytes; handing over its header and first %d body bytes",
-            self._name, uid_set(uids), self._max_bytes, TRUNCATED_BODY_BYTES,
+            self._name,
+            uid_set(uids),
+            self._max_bytes,
+            TRUNCATED_BODY_BYTES,
         )
         return {
             uid: message.sections.get(b"BODY[HEADER]", b"")

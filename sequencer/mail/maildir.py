@@ -49,9 +49,7 @@ def read_message(path: Path, max_bytes: int) -> tuple[bytes, bool]:
     if len(data) <= max_bytes:
         return data, False
     ends = [
-        found + len(blank)
-        for blank in (b"\r\n\r\n", b"\n\n")
-        if (found := data.find(blank)) >= 0
+        found + len(blank) for blank in (b"\r\n\r\n", b"\n\n") if (found := data.find(blank)) >= 0
     ]
     if not ends:
         return data[:max_bytes], True
@@ -131,8 +129,11 @@ class MaildirWatcher:
         inbound = Inbound(uid=cursor.last_uid + 1, raw=raw, truncated=truncated)
         if truncated:
             logger.info(
-                "maildir %s: %s is over %d bytes; handing over its header and first %d "
-                "body bytes", self._name, path.name, self._max_bytes, TRUNCATED_BODY_BYTES,
+                "maildir %s: %s is over %d bytes; handing over its header and first %d body bytes",
+                self._name,
+                path.name,
+                self._max_bytes,
+                TRUNCATED_BODY_BYTES,
             )
         try:
             await self._handler(inbound)

@@ -182,7 +182,7 @@ def load_job(store: Store, claim: Claim) -> Job | None:
         thread = conn.execute(
             select(sends.c.message_id, sends.c.subject)
             .where(sends.c.enrollment_id == claim.enrollment_id,
-                   sends.c.status == SendStatus.SENT.value)
+                   sends.c.status.in_([SendStatus.SENT.value, SendStatus.UNKNOWN.value]))
             .order_by(sends.c.step_index)
         ).all()
     return Job(
