@@ -67,7 +67,7 @@ def build_workdir(root: Path, port: int, n: int) -> Path:
     with open(root / "prospects.csv", "w") as f:
         f.write("email,first_name,company\n")
         for i in range(n):
-            f.write(f"p{i}@example.test,Pat{i},Company {i}\n")
+            f.write(f"p{i}@example.com,Pat{i},Company {i}\n")
     return root / "sequencer.yaml"
 
 
@@ -79,11 +79,12 @@ def sample_message(root: Path) -> bytes:
     app = App.load(root / "sequencer.yaml")
     rendered = app.templates.get("hello").render(
         {"first_name": "Pat1", "company": "Company 1", "sender": "Dana Reyes",
-         "email": "p1@example.test", "sequence": "bench", "step": "hello",
+         "email": "p1@example.com", "sequence": "bench", "step": "hello",
          "unsubscribe_url": "mailto:dana@example.test?subject=unsubscribe"})
-    data = compose(sender="Dana Reyes <dana@example.test>", to="p1@example.test",
+    data = compose(sender="Dana Reyes <dana@example.test>", to="p1@example.com",
                    rendered=rendered, message_id=new_message_id("example.test"),
-                   date=utcnow(), list_unsubscribe="<mailto:dana@example.test>")
+                   date=utcnow(), list_unsubscribe="mailto:dana@example.test?subject=unsubscribe",
+                   to_name="Pat1")
     app.close()
     return data
 
@@ -93,11 +94,11 @@ async def baseline(port: int, data: bytes, n: int) -> float:
     async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False,
                                use_tls=False) as smtp:
         for i in range(n):
-            await smtp.sendmail("dana@example.test", [f"p{i}@example.test"], data)
+            await smtp.sendmail("dana@example.test", [f"p{i}@example.com"], data)
     return n / (time.perf_counter() - start)
 
 
-def engine(root: Path, n: int, threads: int) -> tuple[float, float]:
+def engine(root: Path, n: int, threads: int, timeout_s: float = 600) -> tuple[float, int]:
     from sqlalchemy import func, select
 
     from sequencer.app import App
@@ -106,7 +107,10 @@ def engine(root: Path, n: int, threads: int) -> tuple[float, float]:
     from workers.run import run
 
     app = App.load(root / "sequencer.yaml")
-    run_enroll(app, "bench", root / "prospects.csv", progress=False)
+    summary = run_enroll(app, "bench", root / "prospects.csv", progress=False)
+    if summary.enrolled != n:
+        reasons = {r.reason for r in summary.rejected[:5]}
+        raise SystemExit(f"only {summary.enrolled} of {n} prospects enrolled: {reasons}")
 
     def completed() -> int:
         with app.store.read() as conn:
@@ -114,8 +118,9 @@ def engine(root: Path, n: int, threads: int) -> tuple[float, float]:
                                    .where(enrollments.c.state == "completed")) or 0)
 
     start = time.perf_counter()
+    deadline = start + timeout_s
     run(app, threading.Event(), threads=threads, watchers=False,
-        until=lambda: completed() >= n)
+        until=lambda: completed() >= n or time.perf_counter() > deadline)
     elapsed = time.perf_counter() - start
     done = completed()
     app.close()
