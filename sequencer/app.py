@@ -24,6 +24,7 @@ class App:
     templates: TemplateSet
     clock: Clock = field(default=utcnow)
     crash_at: str | None = None  # tests only: where delivery kills its own process
+    paused_mailboxes: set[str] = field(default_factory=set)  # this process saw them fail
 
     @classmethod
     def load(cls, config: Path | None = None, *, clock: Clock = utcnow,

@@ -106,6 +106,9 @@ async def deliver(app: App, claim: Claim, senders: Senders) -> None:
         return
     step = seq.steps[job.step_index]
     mailbox = app.mailbox(job.mailbox)
+    if job.mailbox in app.paused_mailboxes:  # its credentials or TLS just failed here
+        work.release(app.store, job, app.clock())
+        return
     base = _record(job, step.name, mailbox.name)
     try:
         rendered = app.templates.get(step.template).render(_context(app, job, seq, step.name))
@@ -259,7 +262,9 @@ def _retry_or_fail(app: App, job: Job, err: TransientDeliveryError,
 
 
 def _pause_mailbox(app: App, job: Job, reason: str, base: _RecordFactory) -> None:
+    app.paused_mailboxes.add(job.mailbox)
     work.release(app.store, job, app.clock())
-    if work.pause_mailbox(app.store, job.mailbox, reason):
-        emit(EventRecord(Event.PAUSED, app.clock(), mailbox=job.mailbox,
-                         detail=f"mailbox paused: {reason}"))
+    record = EventRecord(Event.PAUSED, app.clock(), mailbox=job.mailbox,
+                         detail=f"mailbox paused until restart: {reason}")
+    if work.pause_mailbox(app.store, job.mailbox, reason, record):
+        emit(record)

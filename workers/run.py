@@ -14,6 +14,7 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
 from sequencer.app import App
+from sequencer.store import work
 from workers import actors, runtime
 from workers.broker import QUEUE, make_broker
 from workers.scheduler import Scheduler
@@ -47,6 +48,10 @@ def run(app: App, stop: threading.Event, *, threads: int = 8, scheduler: bool = 
         senders: bool = True, watchers: bool = True,
         until: Callable[[], bool] | None = None) -> int:
     """Run until ``stop`` is set (or ``until()`` turns true); returns the exit code."""
+    if senders:
+        app.paused_mailboxes.clear()
+        for name in work.unpause_mailboxes(app.store):
+            logger.info("mailbox %s was paused; trying it again", name)
     broker, worker, actor = start_workers(app, threads) if senders else (None, None, None)
     backlog: Callable[[], int] = lambda: 0  # noqa: E731
     if isinstance(broker, StubBroker):

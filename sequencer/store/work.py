@@ -291,26 +291,30 @@ def release(store: Store, job: Job, now: datetime) -> None:
     """Give the claim back untouched (the enrollment halted, or the process is stopping);
     never while another holder of the same claim is past the gate."""
     with store.write() as conn:
-        conn.execute(update(enrollments)
-                     .where(enrollments.c.id == job.enrollment_id,
-                            enrollments.c.claim_token == job.token,
-                            ~exists().where(sends.c.id == job.send_id,
-                                            sends.c.data_at.is_not(None)))
-                     .values(claim_token=None, lease_until=None, updated_at=now))
+        released = conn.execute(
+            update(enrollments)
+            .where(enrollments.c.id == job.enrollment_id,
+                   enrollments.c.claim_token == job.token,
+                   ~exists().where(sends.c.id == job.send_id, sends.c.data_at.is_not(None)))
+            .values(claim_token=None, lease_until=None, updated_at=now)).rowcount
+        if released:
+            drop_unsent(conn, job.enrollment_id)  # nothing went out: no record to keep
 
 
-def pause_mailbox(store: Store, mailbox: str, reason: str) -> bool:
-    """Pause a mailbox (e.g. its credentials were refused). True if it was not paused yet."""
+def pause_mailbox(store: Store, mailbox: str, reason: str, record: EventRecord) -> bool:
+    """Pause a mailbox (e.g. its credentials were refused). True if it was not paused yet;
+    then ``record`` is stored too."""
     with store.write() as conn:
         row = conn.execute(select(mailboxes.c.paused).where(mailboxes.c.name == mailbox)).first()
+        if row is not None and row.paused:
+            return False
         if row is None:
             conn.execute(insert(mailboxes).values(name=mailbox, paused=True,
                                                   pause_reason=reason, last_uid=0))
-            return True
-        if row.paused:
-            return False
-        conn.execute(update(mailboxes).where(mailboxes.c.name == mailbox)
-                     .values(paused=True, pause_reason=reason))
+        else:
+            conn.execute(update(mailboxes).where(mailboxes.c.name == mailbox)
+                         .values(paused=True, pause_reason=reason))
+        stored_events.add(conn, record)
         return True
 
 
@@ -328,3 +332,13 @@ def drop_unsent(conn: Connection, enrollment_id: int) -> None:
     conn.execute(delete(sends).where(sends.c.enrollment_id == enrollment_id,
                                      sends.c.status == SendStatus.CLAIMED.value,
                                      sends.c.data_at.is_(None)))
+
+
+def unpause_mailboxes(store: Store) -> list[str]:
+    """Give every paused mailbox another chance (a restart after fixing its settings)."""
+    with store.write() as conn:
+        names = list(conn.scalars(select(mailboxes.c.name).where(mailboxes.c.paused)))
+        if names:
+            conn.execute(update(mailboxes).where(mailboxes.c.name.in_(names))
+                         .values(paused=False, pause_reason=None))
+    return names

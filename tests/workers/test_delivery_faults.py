@@ -195,3 +195,33 @@ def test_r10_clock_jumps_forward_days_then_back_an_hour(engine, smtp_server) -> 
     engine.clock.advance(days=60)
     assert engine.step() == 0
     assert invariants(engine, smtp_server) == {"sent": 3}
+
+
+def test_s4_an_auth_failure_pauses_the_mailbox_with_one_error_and_no_retry_storm(
+        tmp_path: Path, smtp_server) -> None:
+    smtp_server.require_auth("dana@example.com", "right-password")
+    wd = make_workdir(tmp_path, smtp_server.port)
+    text = wd.config.read_text().replace(
+        "tls: none, timeout: 3s}",
+        "tls: none, timeout: 3s, username: dana@example.com, password_env: SALES_PW}")
+    wd.config.write_text(text)
+    wd.env["SALES_PW"] = "wrong-password"
+    eng = Engine(wd)
+    try:
+        eng.wd = wd  # type: ignore[attr-defined]
+        enroll(eng, ["ann@example.com", "bo@example.com", "cy@example.com"])
+        eng.step()
+        for _ in range(5):
+            eng.clock.advance(minutes=10)
+            assert eng.step() == 0, "a paused mailbox claims nothing"
+        auths = [c for c in smtp_server.commands if c[1] == "AUTH"]
+        assert 1 <= len(auths) <= 2  # one failed login (a reconnect-once at most)
+        kinds = [e.event for e in rows(eng, events)]
+        assert kinds.count("paused") == 1
+        (paused,) = [e for e in rows(eng, events) if e.event == "paused"]
+        assert "535" in paused.detail
+        assert {r.state for r in rows(eng, enrollments)} == {"active"}
+        assert smtp_server.deliveries == []
+        invariants(eng, smtp_server)
+    finally:
+        eng.close()

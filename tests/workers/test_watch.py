@@ -1,0 +1,176 @@
+"""Replies halt sequences, end to end through `sequencer run` and a real Dovecot (issue 3:
+W1, W2 through the engine; an out-of-office never halts and delays the next step)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from sequencer import inbound
+from sequencer.enrollment import run_enroll
+from sequencer.mail.inbox import Inbound
+from sequencer.store.schema import enrollments, events
+from tests.harness import Engine
+from tests.invariants import check_invariants
+from tests.workdir import make_workdir, prospects_csv, terminate, wait_until
+
+
+def imap_workdir(tmp_path: Path, smtp_port: int, dovecot, wait2: str = "3s"):  # type: ignore[no-untyped-def]
+    wd = make_workdir(
+        tmp_path, smtp_port, wait2=wait2, wait3="1h",
+        extra="imap_idle: 30s\nimap_timeout: 5s\n",
+        mailbox_extra=(f"    imap: {{host: 127.0.0.1, port: {dovecot.port}, username: "
+                       f"{dovecot.username}, password_env: IMAP_PW, tls: none}}\n"))
+    wd.env["IMAP_PW"] = dovecot.password
+    return wd
+
+
+def reply_to(delivery, body: str = "Sounds good, let's talk Thursday.",  # type: ignore[no-untyped-def]
+             extra_headers: str = "", subject: str | None = None) -> bytes:
+    msg = delivery.message
+    rcpt = delivery.rcpt_tos[0]
+    return (
+        f"From: Prospect <{rcpt}>\r\nTo: {msg['From']}\r\n"
+        f"Subject: {subject or 'Re: ' + msg['Subject']}\r\n"
+        f"Date: {format_datetime(datetime.now(UTC))}\r\n"
+        f"Message-ID: <reply-{time.time_ns()}@example.org>\r\n"
+        f"In-Reply-To: {msg['Message-ID']}\r\nReferences: {msg['Message-ID']}\r\n"
+        f"{extra_headers}Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    ).encode()
+
+
+def test_w1_a_reply_appended_during_idle_halts_the_sequence_before_its_next_step(
+        tmp_path: Path, smtp_server, dovecot) -> None:
+    wd = imap_workdir(tmp_path, smtp_server.port, dovecot, wait2="4s")
+    wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com", "bo@example.com"])),
+           check=True)
+    proc = wd.start("run")
+    try:
+        first = smtp_server.wait_for(2, timeout=15)
+        wait_until(lambda: "watching mailbox sales" in wd.log(), 10, "the watcher")
+        time.sleep(0.3)  # let it settle into IDLE
+        ann = next(d for d in first if d.rcpt_tos == ["ann@example.com"])
+        appended = time.monotonic()
+        dovecot.append(reply_to(ann))
+        wait_until(lambda: {s["email"]: s["state"] for s in wd.status()}["ann@example.com"]
+                   == "replied", 5, "ann replied")
+        latency = time.monotonic() - appended
+        smtp_server.wait_for(3, timeout=20)  # bo gets the next step
+    finally:
+        assert terminate(proc) == 0
+    print(f"reply-to-halt through `sequencer run`: {latency:.2f} s (incl. status CLI start)")
+    to_ann = [d for d in smtp_server.deliveries if d.rcpt_tos == ["ann@example.com"]]
+    assert len(to_ann) == 1, "the next step never went to ann"
+    assert "replied" in wd.log()
+    check_invariants(smtp_server.deliveries, f"sqlite:///{wd.path / 'sequencer.db'}")
+
+
+def test_w2_a_reply_that_arrives_while_dovecot_is_down_is_found_on_reconnect(
+        tmp_path: Path, smtp_server, dovecot) -> None:
+    wd = imap_workdir(tmp_path, smtp_server.port, dovecot, wait2="8s")
+    wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com"])), check=True)
+    proc = wd.start("run")
+    try:
+        (first,) = smtp_server.wait_for(1, timeout=15)
+        wait_until(lambda: "watching mailbox sales" in wd.log(), 10, "the watcher")
+        dovecot.kill()
+        reply = reply_to(first)
+        box = dovecot.maildir / "new"
+        box.mkdir(parents=True, exist_ok=True)
+        (box / f"{time.time_ns()}.reply:2,").write_bytes(reply)
+        time.sleep(0.5)
+        dovecot.start()
+        wait_until(lambda: wd.status()[0]["state"] == "replied", 20, "found on reconnect")
+    finally:
+        assert terminate(proc) == 0
+    assert len(smtp_server.deliveries) == 1
+
+
+def test_an_out_of_office_never_halts_and_its_return_date_delays_the_next_step(
+        tmp_path: Path, smtp_server) -> None:
+    wd = make_workdir(tmp_path, smtp_server.port, wait2="2d", wait3="1w")
+    engine = Engine(wd)
+    try:
+        run_enroll(engine.app, "three", prospects_csv(wd, ["ann@example.com"]), progress=False)
+        engine.step()
+        (first,) = smtp_server.deliveries
+        back = (engine.clock.now + timedelta(days=10)).date()
+        ooo = reply_to(first, subject="Automatic reply: " + first.message["Subject"],
+                       extra_headers="Auto-Submitted: auto-replied\r\n",
+                       body=f"I am out of the office until {back.isoformat()} with limited "
+                            "access to email.")
+        record = inbound.handle(engine.app, "sales", Inbound(uid=1, raw=ooo))
+        assert record is not None and record.event.value == "auto_reply"
+        with engine.app.store.read() as conn:
+            row = conn.execute(select(enrollments)).one()
+            kinds = conn.scalars(select(events.c.event)).all()
+        assert row.state == "active"
+        assert row.next_due.date() > back, "pushed past the return date"
+        assert "auto_reply" in kinds and "replied" not in kinds
+        engine.clock.advance(days=5)  # the original wait (2d) is over, the person is not back
+        assert engine.step() == 0
+        engine.clock.now = row.next_due
+        assert engine.step() == 1
+        assert len(smtp_server.deliveries) == 2
+    finally:
+        engine.close()
+
+
+def test_our_own_sent_mail_in_the_folder_is_never_a_reply(tmp_path: Path, smtp_server) -> None:
+    wd = make_workdir(tmp_path, smtp_server.port)
+    engine = Engine(wd)
+    try:
+        run_enroll(engine.app, "three", prospects_csv(wd, ["ann@example.com"]), progress=False)
+        engine.step()
+        (first,) = smtp_server.deliveries
+        assert inbound.handle(engine.app, "sales", Inbound(uid=1, raw=first.raw)) is None
+        with engine.app.store.read() as conn:
+            assert conn.execute(select(enrollments.c.state)).scalar() == "active"
+    finally:
+        engine.close()
+
+
+def test_the_same_reply_seen_twice_is_handled_once(tmp_path: Path, smtp_server) -> None:
+    wd = make_workdir(tmp_path, smtp_server.port)
+    engine = Engine(wd)
+    try:
+        run_enroll(engine.app, "three", prospects_csv(wd, ["ann@example.com"]), progress=False)
+        engine.step()
+        raw = reply_to(smtp_server.deliveries[0])
+        assert inbound.handle(engine.app, "sales", Inbound(uid=1, raw=raw)) is not None
+        assert inbound.handle(engine.app, "sales", Inbound(uid=7, raw=raw)) is None
+        with engine.app.store.read() as conn:
+            assert conn.scalars(select(events.c.event)).all().count("replied") == 1
+    finally:
+        engine.close()
+
+
+def test_an_unsubscribe_reply_halts_and_suppresses_across_sequences(tmp_path: Path,
+                                                                    smtp_server) -> None:
+    wd = make_workdir(tmp_path, smtp_server.port)
+    wd.write("sequences/other.yaml", "name: other\nmailbox: sales\nsteps:\n"
+             "  - {name: a, template: reminder, wait: 1d}\n")
+    engine = Engine(wd)
+    try:
+        run_enroll(engine.app, "three", prospects_csv(wd, ["ann@example.com"]), progress=False)
+        run_enroll(engine.app, "other", prospects_csv(wd, ["ann@example.com"], "o.csv"),
+                   progress=False)
+        engine.step()
+        raw = reply_to(smtp_server.deliveries[0], body="Please remove me from your list.")
+        record = inbound.handle(engine.app, "sales", Inbound(uid=1, raw=raw))
+        assert record is not None and record.event.value == "unsubscribed"
+        engine.clock.advance(days=30)
+        assert engine.step() == 0
+        with engine.app.store.read() as conn:
+            states = set(conn.scalars(select(enrollments.c.state)).all())
+        assert states == {"unsubscribed"}
+        again = run_enroll(engine.app, "three", prospects_csv(wd, ["ann@example.com"], "x.csv"),
+                           progress=False)
+        assert again.enrolled == 0 and "suppressed" in again.rejected[0].reason \
+            or "already" in again.rejected[0].reason
+    finally:
+        engine.close()
