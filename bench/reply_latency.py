@@ -51,6 +51,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import contextlib
+
 from aiosmtpd.controller import Controller  # noqa: E402
 from sqlalchemy import create_engine, select  # noqa: E402
 
@@ -216,10 +218,8 @@ class Appender:
         return uid, at
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self._do(b"LOGOUT")
-        except Exception:
-            pass
         self.sock.close()
 
 
@@ -371,7 +371,7 @@ def one_run(args: argparse.Namespace, run_no: int) -> dict[str, Any]:
                     deadline = time.monotonic() + args.timeout
                     while eid not in poller.seen and time.monotonic() < deadline:
                         time.sleep(0.002)
-                    time.sleep(rng.uniform(0.0, 0.05))  # land at a random point of a cycle
+                    time.sleep(rng.uniform(0.0, args.serial_jitter))  # random point of a cycle
                 elif i < n - 1:
                     time.sleep(rng.uniform(args.gap[0], args.gap[1]))
             deadline = time.monotonic() + args.timeout
@@ -472,6 +472,10 @@ def main() -> int:
                         help="seconds between APPENDs, uniform A-B (0.1-0.2)")
     parser.add_argument("--serial", action="store_true",
                         help="wait for each reply to land before the next APPEND")
+    parser.add_argument("--serial-jitter", type=float, default=0.05,
+                        help="with --serial: wait 0..this long after a reply lands (0.05)")
+    parser.add_argument("--imap-log", type=Path,
+                        help="write the watcher's IMAP traffic (aioimaplib DEBUG) here")
     parser.add_argument("--poll", type=float, default=0.005, help="DB poll interval (0.005)")
     parser.add_argument("--tick", default="1s", help="scheduler tick setting (1s)")
     parser.add_argument("--timeout", type=float, default=15.0,
@@ -483,6 +487,12 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_probes()
+    if args.imap_log:
+        handler = logging.FileHandler(args.imap_log, mode="w")
+        handler.setFormatter(logging.Formatter("%(created).3f %(threadName)s %(message)s"))
+        for name in ("aioimaplib.aioimaplib", "sequencer.mail.imap"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+            logging.getLogger(name).addHandler(handler)
 
     mode = "serial (each reply lands before the next)" if args.serial else \
         f"APPENDs spaced {args.gap[0]:g}-{args.gap[1]:g}s apart"

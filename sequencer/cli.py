@@ -98,9 +98,6 @@ def _serve(config: Path | None, log_format: str, log_file: Path | None, verbose:
            **parts: object) -> None:
     from workers.run import run as run_loop
 
-    _check_log_format(log_format)
-    eventlog.configure(log_format, log_file, verbose=verbose)
-    application = _load(config)
     stop = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
@@ -108,6 +105,9 @@ def _serve(config: Path | None, log_format: str, log_file: Path | None, verbose:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    _check_log_format(log_format)
+    eventlog.configure(log_format, log_file, verbose=verbose)
+    application = _load(config)
     try:
         code = run_loop(application, stop, **parts)  # type: ignore[arg-type]
     except SequencerError as err:

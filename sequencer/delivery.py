@@ -43,7 +43,8 @@ RETRY_CAP = timedelta(hours=1)
 
 def backoff(attempt: int, base: timedelta = RETRY_BASE, cap: timedelta = RETRY_CAP) -> timedelta:
     """1st retry after ``base``, then doubling, never more than ``cap``."""
-    return min(cap, base * (2 ** max(0, attempt - 1)))
+    delay: timedelta = min(cap, base * (2 ** max(0, attempt - 1)))
+    return delay
 
 
 def smtp_account(app: App, mailbox: str) -> SmtpAccount:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -62,7 +63,7 @@ def run_enroll(app: App, ref: str, csv: Path, *, progress: bool = True) -> Summa
     if first is None:
         return summary
 
-    def chain():  # type: ignore[no-untyped-def]
+    def chain() -> Iterator[Prospect | Rejected]:
         yield first
         yield from rows
 

@@ -15,7 +15,7 @@ from sequencer import machine, timing
 from sequencer.app import App
 from sequencer.classify import Kind, Verdict, classify
 from sequencer.eventlog import EventRecord, emit
-from sequencer.machine import EnrollmentState, Event
+from sequencer.machine import EnrollmentState
 from sequencer.mail.inbox import Inbound
 from sequencer.store import inbox as store_inbox
 from sequencer.store.inbox import Target

@@ -8,12 +8,12 @@ daylight-saving change too; seconds, minutes and hours are absolute.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sequencer.spec import SendWindow, Step, Wait
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -84,7 +84,7 @@ class Workdir:
     ) -> subprocess.Popen[bytes]:
         env = {**self.env, **(extra_env or {})}
         with open(self.path / log, "ab") as out:
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "sequencer", *args],
                 cwd=self.path,
                 env=env,
@@ -92,6 +92,8 @@ class Workdir:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        proc.log_path = self.path / log  # type: ignore[attr-defined]
+        return proc
 
     def status(self) -> list[dict[str, Any]]:
         result = self.cli("status", "--json", check=True)
@@ -160,6 +162,14 @@ def wait_until(
 
 
 def terminate(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """SIGTERM once the worker is up (its handler installed), then its exit code."""
+    log: Path | None = getattr(proc, "log_path", None)
+    if log is not None:
+        deadline = time.monotonic() + 15
+        while proc.poll() is None and time.monotonic() < deadline:
+            if log.exists() and "running:" in log.read_text(errors="replace"):
+                break
+            time.sleep(0.05)
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     return proc.wait(timeout=timeout)

@@ -17,7 +17,7 @@ def send_step_fn(enrollment_id: int, token: str) -> None:
 def declare(broker: dramatiq.Broker) -> dramatiq.Actor:  # type: ignore[type-arg]
     """Declare the actor on ``broker`` (once per process)."""
     global _actor
-    _actor = dramatiq.actor(
-        send_step_fn, actor_name="send_step", queue_name=QUEUE, broker=broker, max_retries=0,
-    )
+    decorate = dramatiq.actor(actor_name="send_step", queue_name=QUEUE, broker=broker,
+                              max_retries=0)
+    _actor = decorate(send_step_fn)
     return _actor

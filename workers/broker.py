@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import Retries
+from dramatiq.middleware import Middleware, Retries
 
 QUEUE = "send"
 
 
 def make_broker(url: str) -> dramatiq.Broker:
-    middleware = [Retries(max_retries=0)]
+    middleware: list[Middleware] = [Retries(max_retries=0)]
     if url == "memory":
         broker: dramatiq.Broker = StubBroker(middleware=middleware)
     elif url.startswith(("redis://", "rediss://", "unix://")):
         from dramatiq.brokers.redis import RedisBroker
 
-        broker = RedisBroker(url=url, middleware=middleware)
+        broker = RedisBroker(url=url, middleware=middleware)  # type: ignore[no-untyped-call]
     else:
         raise ValueError(f"unsupported broker {url!r}: use memory or redis://host:port/db")
     dramatiq.set_broker(broker)

@@ -15,6 +15,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from sequencer.app import App
 from sequencer.store import work
+from sequencer.store.work import Claim
 from workers import actors, runtime
 from workers.broker import QUEUE, make_broker
 from workers.scheduler import Scheduler
@@ -63,7 +64,11 @@ def run(app: App, stop: threading.Event, *, threads: int = 8, scheduler: bool = 
     sched = None
     if scheduler and actor is not None:
         send = actor.send
-        sched = Scheduler(app, lambda c: send(c.enrollment_id, c.token), backlog=backlog)
+
+        def enqueue(claim: Claim) -> None:
+            send(claim.enrollment_id, claim.token)
+
+        sched = Scheduler(app, enqueue, backlog=backlog)
     watch_threads = start_watchers(app, stop) if watchers else []
     threads_: list[threading.Thread] = []
     if sched is not None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
-from typing import Any
 
 from sequencer.app import App
 from sequencer.delivery import Senders, deliver

@@ -32,9 +32,13 @@ class Scheduler:
 
     def tick(self) -> int:
         """Claim what is due now and dispatch it; returns how many were dispatched."""
-        room = self.batch - self.backlog()
-        if room <= 0:
+        backlog = self.backlog()
+        if backlog > self.batch // 2:
+            # Refill at the low-water mark only: each claim transaction holds the write lock
+            # (and the GIL) while the senders wait to commit, so claim in large batches rather
+            # than a handful of steps after every send.
             return 0
+        room = self.batch - backlog
         settings = self.app.settings
         limits = {name: mb.daily_limit for name, mb in settings.mailboxes.items()}
         claims, records = work.claim_due(
@@ -59,7 +63,7 @@ class Scheduler:
             except Exception:
                 logger.exception("scheduler tick failed; trying again")
                 dispatched = 0
-            if dispatched and self.backlog() < self.batch:
+            if dispatched and self.backlog() <= self.batch // 2:
                 continue
             self.wake.wait(interval)
             self.wake.clear()

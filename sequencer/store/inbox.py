@@ -10,7 +10,7 @@ from sqlalchemy import Connection, desc, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from sequencer.eventlog import EventRecord
-from sequencer.machine import EnrollmentState, Event
+from sequencer.machine import EnrollmentState
 from sequencer.mail.inbox import Cursor
 from sequencer.store import events as stored_events
 from sequencer.store.db import Store

@@ -23,7 +23,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 
 
-
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
 

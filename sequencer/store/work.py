@@ -12,10 +12,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from datetime import datetime, timedelta
+from enum import StrEnum
 
-from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from sequencer.eventlog import EventRecord
 from sequencer.machine import EnrollmentState, Event, SendStatus
@@ -24,6 +35,90 @@ from sequencer.store.db import Store
 from sequencer.store.schema import enrollments, mailboxes, sends, suppressions
 
 ACTIVE = EnrollmentState.ACTIVE.value
+
+# The hot-path statements are built once, with bind parameters: building a Core statement
+# costs ~0.4 ms a time here, executing a prebuilt one ~0.05 ms. Same SQL, same conditions.
+_PAUSED = select(mailboxes.c.name).where(mailboxes.c.paused)
+_EXISTING_SEND = select(
+    sends.c.id, sends.c.status, sends.c.data_at, sends.c.message_id
+).where(sends.c.enrollment_id == bindparam("eid"), sends.c.step_index == bindparam("step"))
+_CLAIM = (
+    update(enrollments)
+    .where(
+        enrollments.c.id == bindparam("eid"),
+        enrollments.c.state == ACTIVE,
+        or_(enrollments.c.lease_until.is_(None), enrollments.c.lease_until < bindparam("now")),
+    )
+    .values(claim_token=bindparam("tok"), lease_until=bindparam("lease_until"),
+            updated_at=bindparam("now"))
+)
+_NEW_SEND = insert(sends).values(
+    enrollment_id=bindparam("eid"), step_index=bindparam("step"), step_name=bindparam("name"),
+    mailbox=bindparam("mailbox"), message_id=bindparam("mid"),
+    status=SendStatus.CLAIMED.value, attempts=1, created_at=bindparam("now"),
+)
+_RETRY_SEND = (update(sends).where(sends.c.id == bindparam("sid"))
+               .values(attempts=sends.c.attempts + 1))
+_SENT_TODAY = select(func.count()).select_from(sends).where(
+    sends.c.mailbox == bindparam("mailbox"), sends.c.created_at >= bindparam("day_start"))
+_JOB = (
+    select(enrollments, sends.c.id.label("send_id"), sends.c.message_id,
+           sends.c.attempts.label("send_attempts"), sends.c.status.label("send_status"),
+           sends.c.data_at)
+    .join(sends, and_(sends.c.enrollment_id == enrollments.c.id,
+                      sends.c.step_index == enrollments.c.step_index))
+    .where(enrollments.c.id == bindparam("eid"))
+)
+_THREAD = (
+    select(sends.c.message_id, sends.c.subject)
+    .where(sends.c.enrollment_id == bindparam("eid"),
+           sends.c.status.in_([SendStatus.SENT.value, SendStatus.UNKNOWN.value]))
+    .order_by(sends.c.step_index)
+)
+_GATE_ENROLLMENT = (
+    update(enrollments)
+    .where(enrollments.c.id == bindparam("eid"),
+           enrollments.c.claim_token == bindparam("tok"),
+           enrollments.c.state == ACTIVE,
+           ~exists().where(suppressions.c.email == enrollments.c.email))
+    .values(updated_at=bindparam("now"))
+)
+_GATE_SEND = (
+    update(sends)
+    .where(sends.c.id == bindparam("sid"),
+           sends.c.status == SendStatus.CLAIMED.value,
+           sends.c.data_at.is_(None))
+    .values(data_at=bindparam("now"), subject=bindparam("subj"))
+)
+_FINISH_ENROLLMENT: dict[tuple[bool, tuple[str, ...]], object] = {}
+_FINISH_SEND: dict[bool, object] = {}
+
+
+def _finish_enrollment_stmt(passed_gate: bool, names: tuple[str, ...]) -> object:
+    """``_finish``'s conditional update, built once per (gate, columns set) and reused."""
+    stmt = _FINISH_ENROLLMENT.get((passed_gate, names))
+    if stmt is None:
+        conditions = [enrollments.c.id == bindparam("eid"),
+                      enrollments.c.claim_token == bindparam("tok")]
+        if not passed_gate:
+            conditions.append(~exists().where(sends.c.id == bindparam("sid"),
+                                              sends.c.data_at.is_not(None)))
+        values = {"claim_token": None, "lease_until": None, "updated_at": bindparam("now")}
+        values.update({name: bindparam(f"v_{name}") for name in names})
+        stmt = _FINISH_ENROLLMENT[(passed_gate, names)] = (
+            update(enrollments).where(*conditions).values(**values))
+    return stmt
+
+
+def _finish_send_stmt(with_status: bool) -> object:
+    stmt = _FINISH_SEND.get(with_status)
+    if stmt is None:
+        values = {"smtp_code": bindparam("v_code"), "detail": bindparam("v_detail")}
+        if with_status:
+            values.update(status=bindparam("v_status"), done_at=bindparam("now"))
+        stmt = _FINISH_SEND[with_status] = (
+            update(sends).where(sends.c.id == bindparam("sid")).values(**values))
+    return stmt
 
 
 @dataclass(frozen=True)
@@ -73,7 +168,7 @@ def claim_due(
     records: list[EventRecord] = []
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     with store.write() as conn:
-        paused = set(conn.scalars(select(mailboxes.c.name).where(mailboxes.c.paused)))
+        paused = set(conn.scalars(_PAUSED))
         candidates = select(
             enrollments.c.id, enrollments.c.mailbox, enrollments.c.sequence,
             enrollments.c.step_index, enrollments.c.email,
@@ -90,20 +185,12 @@ def claim_due(
             if row.mailbox in paused:
                 continue
             existing = conn.execute(
-                select(sends.c.id, sends.c.status, sends.c.data_at, sends.c.message_id)
-                .where(sends.c.enrollment_id == row.id, sends.c.step_index == row.step_index)
-            ).first()
+                _EXISTING_SEND, {"eid": row.id, "step": row.step_index}).first()
             if existing is None and budget.get(row.mailbox, 1) <= 0:
                 continue
             token = uuid.uuid4().hex
             won = conn.execute(
-                update(enrollments)
-                .where(
-                    enrollments.c.id == row.id,
-                    enrollments.c.state == ACTIVE,
-                    or_(enrollments.c.lease_until.is_(None), enrollments.c.lease_until < now),
-                )
-                .values(claim_token=token, lease_until=now + lease, updated_at=now)
+                _CLAIM, {"eid": row.id, "now": now, "tok": token, "lease_until": now + lease}
             ).rowcount
             if won != 1:
                 continue
@@ -115,16 +202,14 @@ def claim_due(
                 records.append(_fail_missing_step(conn, row, now))
                 continue
             if existing is None:
-                conn.execute(insert(sends).values(
-                    enrollment_id=row.id, step_index=row.step_index, step_name=name,
-                    mailbox=row.mailbox, message_id=new_message_id(row.mailbox),
-                    status=SendStatus.CLAIMED.value, attempts=1, created_at=now,
-                ))
+                conn.execute(_NEW_SEND, {
+                    "eid": row.id, "step": row.step_index, "name": name,
+                    "mailbox": row.mailbox, "mid": new_message_id(row.mailbox), "now": now,
+                })
                 if row.mailbox in budget:
                     budget[row.mailbox] -= 1
             else:
-                conn.execute(update(sends).where(sends.c.id == existing.id)
-                             .values(attempts=sends.c.attempts + 1))
+                conn.execute(_RETRY_SEND, {"sid": existing.id})
             claims.append(Claim(row.id, token))
         stored_events.add(conn, *records)
     return claims, records
@@ -136,8 +221,7 @@ def _budgets(conn: Connection, names: set[str], day_start: datetime,
     for name in names:
         if name not in limits:
             continue
-        used = conn.scalar(select(func.count()).select_from(sends).where(
-            sends.c.mailbox == name, sends.c.created_at >= day_start)) or 0
+        used = conn.scalar(_SENT_TODAY, {"mailbox": name, "day_start": day_start}) or 0
         budget[name] = limits[name] - used
     return budget
 
@@ -168,23 +252,11 @@ def _fail_missing_step(conn: Connection, row: object, now: datetime) -> EventRec
 def load_job(store: Store, claim: Claim) -> Job | None:
     """The claimed step, or None when the claim is stale or the enrollment halted."""
     with store.read() as conn:
-        row = conn.execute(
-            select(enrollments, sends.c.id.label("send_id"), sends.c.message_id,
-                   sends.c.attempts.label("send_attempts"), sends.c.status.label("send_status"),
-                   sends.c.data_at)
-            .join(sends, and_(sends.c.enrollment_id == enrollments.c.id,
-                              sends.c.step_index == enrollments.c.step_index))
-            .where(enrollments.c.id == claim.enrollment_id)
-        ).first()
+        row = conn.execute(_JOB, {"eid": claim.enrollment_id}).first()
         if (row is None or row.claim_token != claim.token or row.state != ACTIVE
                 or row.send_status != SendStatus.CLAIMED.value or row.data_at is not None):
             return None
-        thread = conn.execute(
-            select(sends.c.message_id, sends.c.subject)
-            .where(sends.c.enrollment_id == claim.enrollment_id,
-                   sends.c.status.in_([SendStatus.SENT.value, SendStatus.UNKNOWN.value]))
-            .order_by(sends.c.step_index)
-        ).all()
+        thread = conn.execute(_THREAD, {"eid": claim.enrollment_id}).all()
     return Job(
         enrollment_id=row.id, token=claim.token, email=row.email, sequence=row.sequence,
         mailbox=row.mailbox, step_index=row.step_index, attempts=row.attempts,
@@ -207,20 +279,12 @@ class Gate(StrEnum):
 def mark_data(store: Store, job: Job, now: datetime, subject: str) -> Gate:
     """The point of no return, committed right before DATA."""
     with store.write() as conn:  # the enrollment row is locked first (PostgreSQL)
-        suppressed = exists().where(suppressions.c.email == enrollments.c.email)
-        won = conn.execute(
-            update(enrollments)
-            .where(enrollments.c.id == job.enrollment_id,
-                   enrollments.c.claim_token == job.token,
-                   enrollments.c.state == ACTIVE, ~suppressed)
-            .values(updated_at=now)
-        ).rowcount
+        won = conn.execute(_GATE_ENROLLMENT, {
+            "eid": job.enrollment_id, "tok": job.token, "now": now}).rowcount
         if won != 1:
             return Gate.HALTED
-        first = conn.execute(update(sends).where(sends.c.id == job.send_id,
-                                                 sends.c.status == SendStatus.CLAIMED.value,
-                                                 sends.c.data_at.is_(None))
-                             .values(data_at=now, subject=subject)).rowcount
+        first = conn.execute(_GATE_SEND, {"sid": job.send_id, "now": now,
+                                          "subj": subject}).rowcount
     return Gate.GO if first == 1 else Gate.DUPLICATE
 
 
@@ -229,21 +293,18 @@ def _finish(conn: Connection, job: Job, now: datetime, *, send_status: SendStatu
             **enrollment: object) -> bool:
     """Close the claim. A sender that never passed the gate may only close it while no
     other holder of the same claim has (``data_at`` still empty)."""
-    conditions = [enrollments.c.id == job.enrollment_id, enrollments.c.claim_token == job.token]
-    if not passed_gate:
-        conditions.append(~exists().where(sends.c.id == job.send_id,
-                                          sends.c.data_at.is_not(None)))
-    won = conn.execute(
-        update(enrollments)
-        .where(*conditions)
-        .values(claim_token=None, lease_until=None, updated_at=now, **enrollment)
-    ).rowcount
+    names = tuple(sorted(enrollment))
+    params: dict[str, object] = {"eid": job.enrollment_id, "tok": job.token, "now": now,
+                                 "sid": job.send_id}
+    params.update({f"v_{name}": enrollment[name] for name in names})
+    won = conn.execute(_finish_enrollment_stmt(passed_gate, names), params).rowcount  # type: ignore[call-overload]
     if won != 1:
         return False
-    values: dict[str, object] = {"smtp_code": code, "detail": detail}
+    send_params: dict[str, object] = {"sid": job.send_id, "now": now, "v_code": code,
+                                      "v_detail": detail}
     if send_status is not None:
-        values.update(status=send_status.value, done_at=now)
-    conn.execute(update(sends).where(sends.c.id == job.send_id).values(**values))
+        send_params["v_status"] = send_status.value
+    conn.execute(_finish_send_stmt(send_status is not None), send_params)  # type: ignore[call-overload]
     return True
 
 
