@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 from zoneinfo import ZoneInfo
 
 from sequencer import machine, timing
@@ -179,10 +180,17 @@ async def deliver(app: App, claim: Claim, senders: Senders) -> None:
 def _context(app: App, job: Job, seq: Sequence, step: str) -> dict[str, object]:
     context: dict[str, object] = dict(job.vars)
     context.update(
-        email=job.email, sender=app.mailbox(job.mailbox).sender, sequence=seq.name,
+        email=job.email, sender=sender_name(app.mailbox(job.mailbox).sender),
+        sequence=seq.name,
         step=step, unsubscribe_url=_unsubscribe_url(app, job),
     )
     return context
+
+
+def sender_name(sender: str) -> str:
+    """The `sender` template variable: the display name, or the address when there is none."""
+    name, address = parseaddr(sender)
+    return name or address
 
 
 def _unsubscribe_url(app: App, job: Job) -> str:

@@ -96,6 +96,7 @@ def _progress(csv: Path):  # type: ignore[no-untyped-def]
 
 
 def render_preview(app: App, ref: str, email: str) -> str:
+    from sequencer.delivery import sender_name
     from sequencer.store.queries import status
 
     seq = load_checked_sequence(app, ref)
@@ -113,7 +114,8 @@ def render_preview(app: App, ref: str, email: str) -> str:
     out: list[str] = []
     for step in seq.steps:
         context: dict[str, object] = dict(vars_ or {})
-        context.update(email=rows[0].email, sender=mailbox.sender, sequence=seq.name,
+        context.update(email=rows[0].email, sender=sender_name(mailbox.sender),
+                       sequence=seq.name,
                        step=step.name,
                        unsubscribe_url=f"mailto:{mailbox.sender_address}?subject=unsubscribe")
         rendered = app.templates.get(step.template).render(context)

@@ -7,6 +7,13 @@ How it stays correct with aioimaplib 2.0.3 and real servers:
   Message-ID) and catches up with ``UID SEARCH UID last+1:*``. ``N:*`` always matches the
   highest UID even when it is <= N, so results are filtered. The search repeats until it
   finds nothing new, so the last command before IDLE saw the mailbox as IDLE will.
+  A server may announce a message in the response to that last SEARCH (Dovecot runs the
+  search, then syncs the view and sends ``* N EXISTS`` before the tagged OK) without it
+  being in the result, and then never announces it again in IDLE. aioimaplib drops such an
+  untagged EXISTS ("ignored untagged response"), so the connection watches every untagged
+  EXISTS/EXPUNGE itself; when the message count grew during an empty SEARCH, the search
+  runs again instead of going to IDLE (without this a reply landing in that ~1 ms window
+  waited for the next message or the ``idle_s`` refresh).
 * New messages are fetched in chunks of ``chunk`` UIDs (aioimaplib parses responses
   recursively and hits RecursionError beyond ~1000 lines, issue #118), sizes first
   (``RFC822.SIZE``), then the bodies in batches of at most ``max_bytes`` in all.
@@ -63,6 +70,8 @@ _UID = re.compile(rb"\bUID (\d+)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 _LITERAL_ITEM = re.compile(rb"(BODY\[[^\]]*\])(?:<\d+>)? \{\d+\}$")
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
+_EXISTS = re.compile(rb"^\* (\d+) EXISTS\b", re.IGNORECASE)
+_EXPUNGE = re.compile(rb"^\* \d+ EXPUNGE\b", re.IGNORECASE)
 
 
 class _DropLoginLines(logging.Filter):
@@ -258,6 +267,26 @@ class _Connection:
         self._client: Any = None  # aioimaplib is untyped
         self.idle_supported = False
         self.interrupted = False
+        #: The message count as last announced by the server (``* N EXISTS``, less one per
+        #: ``* N EXPUNGE``); -1 before the first announcement.
+        self.exists = -1
+
+    def _observe_untagged(self, protocol: Any) -> None:
+        """See every untagged EXISTS/EXPUNGE, whichever command aioimaplib routes it to
+        (or drops it for)."""
+        untagged = getattr(protocol, "_untagged_response", None)
+        if untagged is None:  # not the aioimaplib we know: fall back to IDLE pushes only
+            return
+
+        def observe(line: bytes) -> Any:
+            found = _EXISTS.match(line)
+            if found:
+                self.exists = int(found.group(1))
+            elif self.exists > 0 and _EXPUNGE.match(line):
+                self.exists -= 1
+            return untagged(line)
+
+        protocol._untagged_response = observe
 
     def _on_lost(self, exc: Exception | None) -> None:
         logger.debug("imap connection to %s lost: %s", self._account.host, exc)
@@ -306,6 +335,7 @@ class _Connection:
             conn_lost_cb=self._on_lost,
             ssl_context=context if account.tls == "ssl" else None,
         )
+        self._observe_untagged(self._client.protocol)
         await self.bounded(self._client.wait_hello_from_server(), "connect")
         response = await self.bounded(
             self._client.login(aioimaplib.quoted(account.username), account.password), "LOGIN"
@@ -537,8 +567,13 @@ class ImapWatcher:
         self, connection: _Connection, cursor: Cursor, stop: asyncio.Event
     ) -> Cursor:
         while not stop.is_set():
+            known = connection.exists
             uids = await connection.search_after(cursor.last_uid)
             if not uids:
+                if connection.exists > known >= 0:
+                    logger.debug("imap %s: new mail announced during SEARCH; searching again",
+                                 self._name)
+                    continue
                 return cursor
             logger.debug("imap %s: %d new message(s)", self._name, len(uids))
             for start in range(0, len(uids), self._chunk):
