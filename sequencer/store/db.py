@@ -11,6 +11,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,6 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 
 from sequencer.errors import SequencerError
-from sequencer.store.schema import metadata
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -41,9 +41,21 @@ class Store:
         self.reader = _engine(url, immediate=False) if self.is_sqlite else self.writer
 
     def create(self) -> None:
-        """Create missing tables (new databases; see docs for upgrades)."""
+        """Bring the schema to the latest migration (alembic), once, under a write lock.
+
+        SQLite serialises on ``BEGIN IMMEDIATE``; PostgreSQL on an advisory lock, so
+        several processes starting at once do not race.
+        """
+        from alembic.runtime.migration import MigrationContext
+
+        with self.reader.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        if current == HEAD:
+            return
         with self.writer.begin() as conn:
-            metadata.create_all(conn)
+            if not self.is_sqlite:
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(742031)")
+            _upgrade(conn)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -63,6 +75,20 @@ class Store:
         self.writer.dispose()
         if self.reader is not self.writer:
             self.reader.dispose()
+
+
+HEAD = "0001"
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _upgrade(conn: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")
 
 
 def _engine(url: str, *, immediate: bool) -> Engine:
