@@ -117,3 +117,8 @@ class RecipientRefusedError(PermanentDeliveryError):
         if _ENHANCED_STATUS.match(self.message) is None:
             return self.code in (550, 551, 553)
         return super().recipient_rejected
+
+
+class RetryLater(SequencerError):
+    """An inbound message could not be handled for a passing reason (the database is
+    unreachable, a deadlock): the watcher must hand it over again, not skip it."""

@@ -11,13 +11,17 @@ import logging
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.exc import IntegrityError, OperationalError
+
 from sequencer import machine, timing
 from sequencer.app import App
 from sequencer.classify import Kind, Verdict, classify
+from sequencer.errors import RetryLater, SequencerError
 from sequencer.eventlog import EventRecord, emit
 from sequencer.machine import EnrollmentState
 from sequencer.mail.inbox import Inbound
 from sequencer.store import inbox as store_inbox
+from sequencer.store.db import StoreError
 from sequencer.store.inbox import Target
 
 logger = logging.getLogger(__name__)
@@ -42,7 +46,22 @@ def own_addresses(app: App) -> frozenset[str]:
 
 
 def handle(app: App, mailbox: str, message: Inbound) -> EventRecord | None:
-    """Classify one message and apply its effect; returns the event recorded, if any."""
+    """Classify one message and apply its effect; returns the event recorded, if any.
+
+    A store failure raises ``RetryLater``: the watcher hands the message over again
+    instead of skipping it, so a reply is never lost to a passing database error.
+    """
+    try:
+        return _handle(app, mailbox, message)
+    except SequencerError as err:
+        if isinstance(err, StoreError):
+            raise RetryLater(f"could not record inbound mail: {err}") from err
+        raise
+    except (OperationalError, IntegrityError) as err:
+        raise RetryLater(f"could not record inbound mail: {err}") from err
+
+
+def _handle(app: App, mailbox: str, message: Inbound) -> EventRecord | None:
     now = app.clock()
     verdict = classify(message.raw, own_addresses=own_addresses(app), now=now)
     key = verdict.message_id or "sha256:" + hashlib.sha256(message.raw).hexdigest()
@@ -59,14 +78,15 @@ def handle(app: App, mailbox: str, message: Inbound) -> EventRecord | None:
         logger.info("inbound %s uid %s: %s from %s matches no enrollment (%s)", mailbox,
                     message.uid, verdict.kind.value, address or "?", verdict.reason)
         return None
-    if not store_inbox.first_seen(app.store, mailbox, key, verdict.kind.value, now):
+    seen = store_inbox.Seen(mailbox, key, verdict.kind.value)
+    record = _apply(app, target, verdict, what, now, seen)
+    if record is None:
         logger.info("inbound %s uid %s: %s already handled", mailbox, message.uid, key)
-        return None
-    return _apply(app, target, verdict, what, now)
+    return record
 
 
 def _apply(app: App, target: Target, verdict: Verdict, what: machine.Inbound,
-           now: datetime) -> EventRecord:
+           now: datetime, seen: store_inbox.Seen) -> EventRecord | None:
     seq = app.sequences.get(target.sequence)
     stop_on = seq.stop_on if seq else frozenset({"reply", "bounce", "unsubscribe",
                                                  "complaint"})
@@ -78,24 +98,26 @@ def _apply(app: App, target: Target, verdict: Verdict, what: machine.Inbound,
                          sequence=target.sequence, message_id=verdict.message_id,
                          detail=detail, enrollment_id=target.enrollment_id)
     if effect.delays and verdict.return_date is not None:
-        back = timing.back_after(verdict.return_date, ZoneInfo(target.timezone))
+        tz = ZoneInfo(target.timezone)
+        back = timing.back_after(verdict.return_date, tz)
         due = target.next_due
         new_due = back if due is None or due < back else None
         if new_due is not None and seq is not None:
-            new_due = timing.fit_window(new_due, seq.send_window, ZoneInfo(target.timezone))
+            new_due = timing.fit_window(new_due, seq.send_window, tz)
         record = EventRecord(
             effect.event, now, email=target.email, mailbox=target.mailbox,
             sequence=target.sequence, message_id=verdict.message_id,
             detail=f"back on {verdict.return_date.isoformat()}; next step not before "
                    f"{back.strftime('%Y-%m-%d %H:%M')}Z",
             enrollment_id=target.enrollment_id)
-        store_inbox.delay(app.store, target, back, new_due, record)
+        applied = store_inbox.delay(app.store, target, back, new_due, record, seen, now)
     elif effect.state is not None or effect.suppress:
-        store_inbox.halt(app.store, target, effect.state or EnrollmentState(target.state),
-                         now, record,
-                         suppress=f"{what.value}: {verdict.reason}" if effect.suppress
-                         else None)
+        applied = store_inbox.halt(
+            app.store, target, effect.state or EnrollmentState(target.state), now, record,
+            seen, suppress=f"{what.value}: {verdict.reason}" if effect.suppress else None)
     else:
-        store_inbox.note(app.store, record)
+        applied = store_inbox.note(app.store, record, seen, now)
+    if not applied:
+        return None
     emit(record)
     return record

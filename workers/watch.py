@@ -7,6 +7,7 @@ database, so only one process watches a mailbox at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -43,22 +44,59 @@ def make_watcher(app: App, mailbox: MailboxConfig, cursors: store_inbox.DbCursor
 
 
 async def _watch(app: App, mailbox: MailboxConfig, stop: threading.Event) -> None:
+    """Supervise one mailbox's watcher: take the lease, run, and start again after any
+    failure (a lost lease, a database error) with a capped backoff, until ``stop``."""
     owner = f"{socket.gethostname()}:{os.getpid()}:{mailbox.name}"
+    backoff = 1.0
+    while not stop.is_set():
+        try:
+            await _watch_once(app, mailbox, stop, owner)
+            backoff = 1.0
+        except Exception:
+            logger.exception("watcher for mailbox %s failed; starting it again in %.0f s",
+                             mailbox.name, backoff)
+        if stop.is_set():
+            break
+        await _sleep_unless(stop, backoff)
+        backoff = min(backoff * 2, 30.0)
+    with contextlib.suppress(Exception):
+        store_inbox.drop_lease(app.store, mailbox.name, owner)
+
+
+async def _sleep_unless(stop: threading.Event, seconds: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not stop.is_set() and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+
+
+def _try_lease(app: App, name: str, owner: str) -> bool:
+    try:
+        return store_inbox.hold_lease(app.store, name, owner, app.clock(), LEASE_S)
+    except Exception:
+        logger.warning("cannot renew the lease on mailbox %s", name, exc_info=True)
+        return False
+
+
+async def _watch_once(app: App, mailbox: MailboxConfig, stop: threading.Event,
+                      owner: str) -> None:
     cursors = store_inbox.DbCursorStore(app.store)
     watcher = make_watcher(app, mailbox, cursors)
     if watcher is None:
         return
-    done = asyncio.Event()
     while not stop.is_set():  # wait for the lease
-        if store_inbox.hold_lease(app.store, mailbox.name, owner, app.clock(), LEASE_S):
+        if _try_lease(app, mailbox.name, owner):
             break
         logger.info("mailbox %s is watched by another process; waiting", mailbox.name)
-        await asyncio.sleep(LEASE_S / 3)
+        await _sleep_unless(stop, LEASE_S / 3)
     if stop.is_set():
         return
     logger.info("watching mailbox %s", mailbox.name)
+    done = asyncio.Event()
+    lost = False
 
     async def keep_lease() -> None:
+        nonlocal lost
         loop = asyncio.get_running_loop()
         renewed = loop.time()
         while not done.is_set():
@@ -68,10 +106,12 @@ async def _watch(app: App, mailbox: MailboxConfig, stop: threading.Event) -> Non
                 return
             if loop.time() - renewed < LEASE_S / 3:
                 continue
-            renewed = loop.time()
-            if not store_inbox.hold_lease(app.store, mailbox.name, owner, app.clock(), LEASE_S):
-                logger.warning("lost the lease on mailbox %s; stopping its watcher",
-                               mailbox.name)
+            if _try_lease(app, mailbox.name, owner):
+                renewed = loop.time()
+            elif loop.time() - renewed > LEASE_S * 0.8:
+                logger.warning("lost the lease on mailbox %s; its watcher stops and will "
+                               "try to take it again", mailbox.name)
+                lost = True
                 done.set()
 
     lease_task = asyncio.create_task(keep_lease())
@@ -80,7 +120,8 @@ async def _watch(app: App, mailbox: MailboxConfig, stop: threading.Event) -> Non
     finally:
         done.set()
         await lease_task
-        store_inbox.drop_lease(app.store, mailbox.name, owner)
+    if lost:
+        raise RuntimeError(f"lost the lease on mailbox {mailbox.name}")
 
 
 def start_watchers(app: App, stop: threading.Event) -> list[threading.Thread]:

@@ -47,7 +47,7 @@ from typing import Any, Literal, TypeVar
 
 from aioimaplib import aioimaplib
 
-from sequencer.errors import WatcherError
+from sequencer.errors import RetryLater, WatcherError
 from sequencer.mail.inbox import (
     DEFAULT_MAX_BYTES,
     TRUNCATED_BODY_BYTES,
@@ -640,6 +640,8 @@ class ImapWatcher:
     async def _hand_over(self, inbound: Inbound) -> None:
         try:
             await self._handler(inbound)
+        except RetryLater:
+            raise  # not handled: reconnect and catch up from the unchanged cursor
         except Exception:
             logger.exception(
                 "imap %s: handler failed on UID %d; message skipped", self._name, inbound.uid

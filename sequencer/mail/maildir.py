@@ -28,6 +28,7 @@ import logging
 import os
 from pathlib import Path
 
+from sequencer.errors import RetryLater, SequencerError
 from sequencer.mail.inbox import (
     DEFAULT_MAX_BYTES,
     TRUNCATED_BODY_BYTES,
@@ -99,6 +100,8 @@ class MaildirWatcher:
                 await self._poll(stop)
             except OSError as err:
                 logger.warning("maildir %s: cannot read %s: %s", self._name, self._path, err)
+            except SequencerError as err:  # the store failed: the message stays in new/
+                logger.warning("maildir %s: will try again: %s", self._name, err)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._poll_s)
         logger.info("maildir %s: watcher stopped", self._name)
@@ -137,6 +140,8 @@ class MaildirWatcher:
             )
         try:
             await self._handler(inbound)
+        except RetryLater:
+            raise  # not handled: leave it in new/ and try again on the next poll
         except Exception:
             logger.exception(
                 "maildir %s: handler failed on %s; message skipped", self._name, path.name

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, desc, insert, select, update
+from sqlalchemy import Connection, desc, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from sequencer.eventlog import EventRecord
@@ -57,18 +57,29 @@ class Target:
     how: str  # how the message was matched
 
 
-def first_seen(store: Store, mailbox: str, key: str, kind: str, now: datetime) -> bool:
-    """Record that ``key`` was handled; False when it already was (a re-delivery)."""
-    try:
-        with store.write() as conn:
-            if conn.scalar(select(inbound.c.id).where(inbound.c.mailbox == mailbox,
-                                                      inbound.c.message_id == key)):
-                return False
-            conn.execute(insert(inbound).values(mailbox=mailbox, message_id=key, kind=kind,
-                                                at=now))
-    except IntegrityError:
+@dataclass(frozen=True)
+class Seen:
+    """The inbound message an effect comes from: recorded in the same transaction, so a
+    message is handled exactly once per mailbox (a re-delivery is a no-op)."""
+
+    mailbox: str
+    key: str  # its Message-ID, or a digest of its bytes
+    kind: str
+
+
+def _first_seen(conn: Connection, seen: Seen, now: datetime) -> bool:
+    if conn.scalar(select(inbound.c.id).where(inbound.c.mailbox == seen.mailbox,
+                                              inbound.c.message_id == seen.key)):
         return False
+    conn.execute(insert(inbound).values(mailbox=seen.mailbox, message_id=seen.key,
+                                        kind=seen.kind, at=now))
     return True
+
+
+def already_seen(store: Store, seen: Seen) -> bool:
+    with store.read() as conn:
+        return bool(conn.scalar(select(inbound.c.id).where(inbound.c.mailbox == seen.mailbox,
+                                                           inbound.c.message_id == seen.key)))
 
 
 def match(store: Store, mailbox: str, *, references: Iterable[str] = (),
@@ -106,12 +117,14 @@ def _target(row: object, how: str) -> Target:
 
 
 def halt(store: Store, target: Target, state: EnrollmentState, now: datetime,
-         record: EventRecord, *, suppress: str | None = None) -> bool:
+         record: EventRecord, seen: Seen, *, suppress: str | None = None) -> bool:
     """Move the enrollment (and, when suppressing, every active enrollment of that address)
     to ``state``. The send path re-checks the state inside its claim, so nothing is sent
-    after this commits."""
+    after this commits. False when the message was handled before."""
     with store.write() as conn:
-        done = _halt_one(conn, target.enrollment_id, state, now)
+        if not _first_seen(conn, seen, now):
+            return False
+        _halt_one(conn, target.enrollment_id, state, now)
         if suppress:
             add_suppression(conn, target.email, suppress, now)
             others = conn.scalars(select(enrollments.c.id).where(
@@ -120,55 +133,70 @@ def halt(store: Store, target: Target, state: EnrollmentState, now: datetime,
             for other in others:
                 _halt_one(conn, other, state, now)
         stored_events.add(conn, record)
-    return done
+    return True
 
 
 def _halt_one(conn: Connection, enrollment_id: int, state: EnrollmentState,
               now: datetime) -> bool:
-    drop_unsent(conn, enrollment_id)
-    return bool(conn.execute(
+    # The enrollment row first, then its sends: the same lock order as the send path.
+    done = bool(conn.execute(
         update(enrollments)
         .where(enrollments.c.id == enrollment_id,
                enrollments.c.state.in_([ACTIVE, EnrollmentState.PAUSED.value]))
         .values(state=state.value, next_due=None, updated_at=now)
     ).rowcount)
+    if done:
+        drop_unsent(conn, enrollment_id)
+    return done
 
 
 def delay(store: Store, target: Target, not_before: datetime, next_due: datetime | None,
-          record: EventRecord) -> None:
+          record: EventRecord, seen: Seen, now: datetime) -> bool:
     """An out-of-office: the next step waits until the person is back."""
     with store.write() as conn:
+        if not _first_seen(conn, seen, now):
+            return False
         values: dict[str, object] = {"not_before": not_before}
         if next_due is not None:
             values["next_due"] = next_due
-        conn.execute(update(enrollments).where(enrollments.c.id == target.enrollment_id)
+        conn.execute(update(enrollments).where(enrollments.c.id == target.enrollment_id,
+                                               enrollments.c.state == ACTIVE)
                      .values(**values))
         stored_events.add(conn, record)
+    return True
 
 
-def note(store: Store, record: EventRecord) -> None:
+def note(store: Store, record: EventRecord, seen: Seen, now: datetime) -> bool:
     with store.write() as conn:
+        if not _first_seen(conn, seen, now):
+            return False
         stored_events.add(conn, record)
-
-
+    return True
 
 
 def hold_lease(store: Store, mailbox: str, owner: str, now: datetime, ttl_s: float) -> bool:
-    """Take or renew the right to watch ``mailbox`` (one watcher per mailbox at a time)."""
+    """Take or renew the right to watch ``mailbox`` (one watcher per mailbox at a time):
+    one conditional update, so two processes never both believe they hold it."""
     from datetime import timedelta
 
     until = now + timedelta(seconds=ttl_s)
     with store.write() as conn:
-        row = conn.execute(select(mailboxes.c.lease_owner, mailboxes.c.lease_until)
-                           .where(mailboxes.c.name == mailbox)).first()
-        if row is None:
+        taken = conn.execute(
+            update(mailboxes)
+            .where(mailboxes.c.name == mailbox,
+                   or_(mailboxes.c.lease_owner.is_(None), mailboxes.c.lease_owner == owner,
+                       mailboxes.c.lease_until < now))
+            .values(lease_owner=owner, lease_until=until)).rowcount
+        if taken:
+            return True
+        if conn.scalar(select(mailboxes.c.name).where(mailboxes.c.name == mailbox)):
+            return False
+    try:
+        with store.write() as conn:
             conn.execute(insert(mailboxes).values(name=mailbox, last_uid=0, paused=False,
                                                   lease_owner=owner, lease_until=until))
-            return True
-        if row.lease_owner not in (None, owner) and row.lease_until and row.lease_until > now:
-            return False
-        conn.execute(update(mailboxes).where(mailboxes.c.name == mailbox)
-                     .values(lease_owner=owner, lease_until=until))
+    except IntegrityError:
+        return False  # another process created the row (and holds the lease) first
     return True
 
 

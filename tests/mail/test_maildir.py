@@ -132,3 +132,26 @@ def test_header_without_a_blank_line_is_cut_at_the_limit(tmp_path: Path) -> None
     path.write_bytes(b"X-Long: " + b"a" * 100)
     assert read_message(path, max_bytes=50) == ((b"X-Long: " + b"a" * 100)[:50], True)
     assert read_message(path, max_bytes=500) == (b"X-Long: " + b"a" * 100, False)
+
+
+async def test_a_message_whose_handling_must_be_retried_stays_and_is_handed_over_again(
+    maildir: Path,
+) -> None:
+    from sequencer.errors import RetryLater
+
+    seen: list[int] = []
+
+    async def flaky(inbound):  # type: ignore[no-untyped-def]
+        seen.append(inbound.uid)
+        if len(seen) == 1:
+            raise RetryLater("database is down")
+
+    watcher = MaildirWatcher("demo", maildir, MemoryCursorStore(), flaky, poll_s=0.05)
+    path = deliver(maildir, message(1), "1700000001.M1.host")
+    async with watching(watcher):
+        for _ in range(100):
+            if len(seen) >= 2:
+                break
+            await asyncio.sleep(0.05)
+    assert len(seen) == 2, "handed over again after the passing failure"
+    assert not path.exists() and len(list((maildir / "cur").iterdir())) == 1
