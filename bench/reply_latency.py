@@ -35,6 +35,7 @@ the next one (pure latency, nothing queued). Exit code 1 when a reply was missed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import random
@@ -50,8 +51,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
-import contextlib
 
 from aiosmtpd.controller import Controller  # noqa: E402
 from sqlalchemy import create_engine, select  # noqa: E402
