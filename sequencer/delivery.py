@@ -131,9 +131,11 @@ async def deliver(app: App, claim: Claim, senders: Senders) -> None:
 
     gate = work.Gate.HALTED
 
+    hold = timedelta(seconds=2 * mailbox.smtp.timeout_s + 5)  # DATA, then the reply
+
     async def before_data() -> bool:
         nonlocal gate
-        gate = work.mark_data(app.store, job, app.clock(), subject)
+        gate = work.mark_data(app.store, job, app.clock(), subject, hold)
         return gate is work.Gate.GO
 
     try:

@@ -121,5 +121,6 @@ def configure(fmt: str = "human", log_file: Path | None = None, *, verbose: bool
         handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("aiosmtplib", "aioimaplib", "dramatiq", "mail.log", "asyncio", "sqlalchemy"):
+    for noisy in ("aiosmtplib", "aioimaplib", "dramatiq", "mail.log", "asyncio", "sqlalchemy",
+                  "alembic", "flufl.bounce"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)

@@ -12,6 +12,8 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware, Retries
 
+from sequencer.config import redact_url
+
 QUEUE = "send"
 
 
@@ -24,6 +26,7 @@ def make_broker(url: str) -> dramatiq.Broker:
 
         broker = RedisBroker(url=url, middleware=middleware)  # type: ignore[no-untyped-call]
     else:
-        raise ValueError(f"unsupported broker {url!r}: use memory or redis://host:port/db")
+        raise ValueError(f"unsupported broker {redact_url(url)!r}: use memory or "
+                         "redis://host:port/db")
     dramatiq.set_broker(broker)
     return broker

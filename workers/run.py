@@ -14,6 +14,7 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
 from sequencer.app import App
+from sequencer.config import redact_url
 from sequencer.store import work
 from sequencer.store.work import Claim
 from workers import actors, runtime
@@ -75,8 +76,8 @@ def run(app: App, stop: threading.Event, *, threads: int = 8, scheduler: bool = 
         t = threading.Thread(target=sched.run, args=(stop,), name="scheduler", daemon=True)
         t.start()
         threads_.append(t)
-    logger.info("running: broker=%s database=%s", app.settings.broker,
-                _safe_url(app.settings.database))
+    logger.info("running: broker=%s database=%s", redact_url(app.settings.broker),
+                redact_url(app.settings.database))
     try:
         while not stop.is_set():
             if until is not None and until():
@@ -102,12 +103,3 @@ def start_watchers(app: App, stop: threading.Event) -> list[threading.Thread]:
     except ImportError:
         return []
     return _start(app, stop)
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<database>"

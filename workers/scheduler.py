@@ -48,6 +48,7 @@ class Scheduler:
             new_message_id=lambda mailbox: new_message_id(
                 self.app.mailbox(mailbox).sender_domain),
             daily_limits=limits,
+            mailboxes_known=settings.mailboxes.keys(),
         )
         for rec in records:
             emit(rec)

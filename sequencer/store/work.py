@@ -10,7 +10,7 @@ never resent); one without it is claimed again and sent.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -81,7 +81,7 @@ _GATE_ENROLLMENT = (
            enrollments.c.claim_token == bindparam("tok"),
            enrollments.c.state == ACTIVE,
            ~exists().where(suppressions.c.email == enrollments.c.email))
-    .values(updated_at=bindparam("now"))
+    .values(updated_at=bindparam("now"), lease_until=bindparam("lease_until"))
 )
 _GATE_SEND = (
     update(sends)
@@ -91,33 +91,39 @@ _GATE_SEND = (
     .values(data_at=bindparam("now"), subject=bindparam("subj"))
 )
 _FINISH_ENROLLMENT: dict[tuple[bool, tuple[str, ...]], object] = {}
-_FINISH_SEND: dict[bool, object] = {}
+_FINISH_SEND: dict[tuple[bool, bool], object] = {}
 
 
 def _finish_enrollment_stmt(passed_gate: bool, names: tuple[str, ...]) -> object:
     """``_finish``'s conditional update, built once per (gate, columns set) and reused."""
     stmt = _FINISH_ENROLLMENT.get((passed_gate, names))
     if stmt is None:
-        conditions = [enrollments.c.id == bindparam("eid"),
-                      enrollments.c.claim_token == bindparam("tok")]
+        conditions = [enrollments.c.id == bindparam("eid"), enrollments.c.state == ACTIVE]
+        values: dict[str, object] = {"updated_at": bindparam("now")}
         if not passed_gate:
-            conditions.append(~exists().where(sends.c.id == bindparam("sid"),
-                                              sends.c.data_at.is_not(None)))
-        values = {"claim_token": None, "lease_until": None, "updated_at": bindparam("now")}
+            conditions += [enrollments.c.claim_token == bindparam("tok"),
+                           ~exists().where(sends.c.id == bindparam("sid"),
+                                           sends.c.data_at.is_not(None))]
+            values.update(claim_token=None, lease_until=None)
         values.update({name: bindparam(f"v_{name}") for name in names})
         stmt = _FINISH_ENROLLMENT[(passed_gate, names)] = (
             update(enrollments).where(*conditions).values(**values))
     return stmt
 
 
-def _finish_send_stmt(with_status: bool) -> object:
-    stmt = _FINISH_SEND.get(with_status)
+def _finish_send_stmt(with_status: bool, passed_gate: bool) -> object:
+    stmt = _FINISH_SEND.get((with_status, passed_gate))
     if stmt is None:
-        values = {"smtp_code": bindparam("v_code"), "detail": bindparam("v_detail")}
+        values: dict[str, object] = {"smtp_code": bindparam("v_code"),
+                                     "detail": bindparam("v_detail")}
         if with_status:
             values.update(status=bindparam("v_status"), done_at=bindparam("now"))
-        stmt = _FINISH_SEND[with_status] = (
-            update(sends).where(sends.c.id == bindparam("sid")).values(**values))
+        conditions = [sends.c.id == bindparam("sid")]
+        if passed_gate:
+            conditions += [sends.c.status == SendStatus.CLAIMED.value,
+                           sends.c.data_at.is_not(None)]
+        stmt = _FINISH_SEND[(with_status, passed_gate)] = (
+            update(sends).where(*conditions).values(**values))
     return stmt
 
 
@@ -158,17 +164,22 @@ def claim_due(
     step_name: Callable[[str, int], str | None],
     new_message_id: Callable[[str], str],
     daily_limits: Mapping[str, int] | None = None,
+    mailboxes_known: Collection[str] | None = None,
 ) -> tuple[list[Claim], list[EventRecord]]:
     """Claim up to ``limit`` due enrollments; create or reuse each one's send row.
 
-    Returns the claims to dispatch and the events of steps found ``unknown`` on the way.
-    ``step_name(sequence, index)`` is None when the sequence or step no longer exists.
+    Returns the claims to dispatch and the events of steps found ``unknown`` or failed on
+    the way. ``step_name(sequence, index)`` is None when the sequence or step no longer
+    exists. Paused mailboxes, mailboxes past their daily limit and suppressed addresses are
+    left out in SQL, so they never starve the others.
     """
     claims: list[Claim] = []
     records: list[EventRecord] = []
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     with store.write() as conn:
-        paused = set(conn.scalars(_PAUSED))
+        records += _sweep(conn, now, lease)
+        budget = _budgets(conn, set(daily_limits or {}), day_start, daily_limits or {})
+        closed = set(conn.scalars(_PAUSED)) | {m for m, left in budget.items() if left <= 0}
         candidates = select(
             enrollments.c.id, enrollments.c.mailbox, enrollments.c.sequence,
             enrollments.c.step_index, enrollments.c.email,
@@ -176,14 +187,14 @@ def claim_due(
             enrollments.c.state == ACTIVE,
             enrollments.c.next_due <= now,
             or_(enrollments.c.lease_until.is_(None), enrollments.c.lease_until < now),
+            ~exists().where(suppressions.c.email == enrollments.c.email),
         ).order_by(enrollments.c.next_due, enrollments.c.id).limit(limit)
+        if closed:
+            candidates = candidates.where(enrollments.c.mailbox.not_in(sorted(closed)))
         if not store.is_sqlite:
             candidates = candidates.with_for_update(skip_locked=True, of=enrollments)
         rows = conn.execute(candidates).all()
-        budget = _budgets(conn, {r.mailbox for r in rows}, day_start, daily_limits or {})
         for row in rows:
-            if row.mailbox in paused:
-                continue
             existing = conn.execute(
                 _EXISTING_SEND, {"eid": row.id, "step": row.step_index}).first()
             if existing is None and budget.get(row.mailbox, 1) <= 0:
@@ -198,8 +209,9 @@ def claim_due(
             if existing is not None and existing.data_at is not None:
                 records.append(_mark_unknown(conn, row, existing, name, now))
                 continue
-            if name is None:
-                records.append(_fail_missing_step(conn, row, now))
+            if name is None or (mailboxes_known is not None
+                                and row.mailbox not in mailboxes_known):
+                records.append(_fail_missing_step(conn, row, now, name is None))
                 continue
             if existing is None:
                 conn.execute(_NEW_SEND, {
@@ -213,6 +225,46 @@ def claim_due(
             claims.append(Claim(row.id, token))
         stored_events.add(conn, *records)
     return claims, records
+
+
+_ORPHANS = (
+    select(sends.c.id, sends.c.message_id, sends.c.step_name, enrollments.c.id.label("eid"),
+           enrollments.c.email, enrollments.c.mailbox, enrollments.c.sequence)
+    .join(enrollments, enrollments.c.id == sends.c.enrollment_id)
+    .where(sends.c.status == SendStatus.CLAIMED.value, sends.c.data_at.is_not(None),
+           sends.c.data_at < bindparam("stale"), enrollments.c.state != ACTIVE)
+)
+_SUPPRESSED_ACTIVE = (
+    select(enrollments.c.id, enrollments.c.email, enrollments.c.mailbox,
+           enrollments.c.sequence, suppressions.c.reason)
+    .join(suppressions, suppressions.c.email == enrollments.c.email)
+    .where(enrollments.c.state == ACTIVE)
+)
+
+
+def _sweep(conn: Connection, now: datetime, lease: timedelta) -> list[EventRecord]:
+    """Finish what nobody else will: a step past the gate whose sender died after its
+    enrollment left ``active`` (``unknown``), and active enrollments of an address
+    suppressed since (``stopped``)."""
+    records: list[EventRecord] = []
+    detail = "DATA went out but no reply was recorded; not resent"
+    for row in conn.execute(_ORPHANS, {"stale": now - lease}).all():
+        conn.execute(update(sends).where(sends.c.id == row.id).values(
+            status=SendStatus.UNKNOWN.value, done_at=now, detail=detail))
+        records.append(EventRecord(Event.UNKNOWN, now, email=row.email, mailbox=row.mailbox,
+                                   sequence=row.sequence, step=row.step_name,
+                                   message_id=row.message_id, detail=detail,
+                                   enrollment_id=row.eid))
+    for sup in conn.execute(_SUPPRESSED_ACTIVE).all():
+        conn.execute(update(enrollments).where(enrollments.c.id == sup.id).values(
+            state=EnrollmentState.STOPPED.value, next_due=None, claim_token=None,
+            lease_until=None, updated_at=now))
+        drop_unsent(conn, sup.id)
+        records.append(EventRecord(Event.STOPPED, now, email=sup.email, mailbox=sup.mailbox,
+                                   sequence=sup.sequence,
+                                   detail=f"address suppressed: {sup.reason}",
+                                   enrollment_id=sup.id))
+    return records
 
 
 def _budgets(conn: Connection, names: set[str], day_start: datetime,
@@ -240,8 +292,10 @@ def _mark_unknown(conn: Connection, row: object, existing: object, step: str | N
                        enrollment_id=row.id)  # type: ignore[attr-defined]
 
 
-def _fail_missing_step(conn: Connection, row: object, now: datetime) -> EventRecord:
-    detail = "the sequence or its step no longer exists"
+def _fail_missing_step(conn: Connection, row: object, now: datetime,
+                       missing_step: bool = True) -> EventRecord:
+    detail = ("the sequence or its step no longer exists" if missing_step else
+              f"mailbox {row.mailbox!r} is not in the settings")  # type: ignore[attr-defined]
     conn.execute(update(enrollments).where(enrollments.c.id == row.id).values(  # type: ignore[attr-defined]
         state=EnrollmentState.FAILED.value, claim_token=None, lease_until=None,
         flag=detail, updated_at=now))
@@ -276,11 +330,14 @@ class Gate(StrEnum):
     DUPLICATE = "duplicate"  # another holder of the same claim already passed: send nothing
 
 
-def mark_data(store: Store, job: Job, now: datetime, subject: str) -> Gate:
-    """The point of no return, committed right before DATA."""
+def mark_data(store: Store, job: Job, now: datetime, subject: str,
+              hold: timedelta = timedelta(minutes=5)) -> Gate:
+    """The point of no return, committed right before DATA. The lease is renewed to ``hold``
+    from now, so the transaction's own timeouts end before anyone could call it unknown."""
     with store.write() as conn:  # the enrollment row is locked first (PostgreSQL)
         won = conn.execute(_GATE_ENROLLMENT, {
-            "eid": job.enrollment_id, "tok": job.token, "now": now}).rowcount
+            "eid": job.enrollment_id, "tok": job.token, "now": now,
+            "lease_until": now + hold}).rowcount
         if won != 1:
             return Gate.HALTED
         first = conn.execute(_GATE_SEND, {"sid": job.send_id, "now": now,
@@ -288,34 +345,67 @@ def mark_data(store: Store, job: Job, now: datetime, subject: str) -> Gate:
     return Gate.GO if first == 1 else Gate.DUPLICATE
 
 
+_CLEAR_CLAIM = (
+    update(enrollments)
+    .where(enrollments.c.id == bindparam("eid"), enrollments.c.claim_token == bindparam("tok"))
+    .values(claim_token=None, lease_until=None, updated_at=bindparam("now"))
+)
+_ADVANCE = (
+    update(enrollments)
+    .where(enrollments.c.id == bindparam("eid"), enrollments.c.step_index == bindparam("step"))
+    .values(step_index=bindparam("next"), attempts=0)
+)
+_NOT_BEFORE = select(enrollments.c.not_before).where(enrollments.c.id == bindparam("eid"))
+
+
 def _finish(conn: Connection, job: Job, now: datetime, *, send_status: SendStatus | None,
             code: int | None, detail: str | None, passed_gate: bool = True,
             **enrollment: object) -> bool:
-    """Close the claim. A sender that never passed the gate may only close it while no
-    other holder of the same claim has (``data_at`` still empty)."""
+    """Record the step's outcome and close the claim.
+
+    After the gate the step may have gone out, so its send row is recorded whatever
+    happened to the claim since (a stop, a pause); the enrollment's own columns change only
+    while it is still ``active`` — a reply committed after the gate is never undone.
+    Before the gate, a sender may only close its claim while it still holds it, the
+    enrollment is active, and no other holder of the same claim passed the gate.
+    """
+    send_params: dict[str, object] = {"sid": job.send_id, "now": now, "v_code": code,
+                                      "v_detail": detail}
+    if send_status is not None:
+        send_params["v_status"] = send_status.value
+    send_stmt = _finish_send_stmt(send_status is not None, passed_gate)
+    if passed_gate:
+        if conn.execute(send_stmt, send_params).rowcount != 1:  # type: ignore[call-overload]
+            return False  # already finished (as unknown) by the lease sweep
+        conn.execute(_CLEAR_CLAIM, {"eid": job.enrollment_id, "tok": job.token, "now": now})
     names = tuple(sorted(enrollment))
     params: dict[str, object] = {"eid": job.enrollment_id, "tok": job.token, "now": now,
                                  "sid": job.send_id}
     params.update({f"v_{name}": enrollment[name] for name in names})
     won = conn.execute(_finish_enrollment_stmt(passed_gate, names), params).rowcount  # type: ignore[call-overload]
+    if passed_gate:
+        return True
     if won != 1:
         return False
-    send_params: dict[str, object] = {"sid": job.send_id, "now": now, "v_code": code,
-                                      "v_detail": detail}
-    if send_status is not None:
-        send_params["v_status"] = send_status.value
-    conn.execute(_finish_send_stmt(send_status is not None), send_params)  # type: ignore[call-overload]
+    conn.execute(send_stmt, send_params)  # type: ignore[call-overload]
     return True
 
 
 def record_sent(store: Store, job: Job, now: datetime, *, code: int, state: EnrollmentState,
                 next_index: int, next_due: datetime | None,
                 records: list[EventRecord]) -> bool:
+    """The server took the step. It counts as delivered even if the enrollment halted or
+    was paused since the gate; only an active one moves on to its next due time (never
+    before an out-of-office return recorded meanwhile)."""
     with store.write() as conn:
+        not_before = conn.scalar(_NOT_BEFORE, {"eid": job.enrollment_id})
+        if next_due is not None and not_before is not None and next_due < not_before:
+            next_due = not_before
         ok = _finish(conn, job, now, send_status=SendStatus.SENT, code=code, detail=None,
-                     state=state.value, step_index=next_index, next_due=next_due,
-                     attempts=0, not_before=None)
+                     state=state.value, next_due=next_due, not_before=None)
         if ok:
+            conn.execute(_ADVANCE, {"eid": job.enrollment_id, "step": job.step_index,
+                                    "next": next_index})
             stored_events.add(conn, *records)
     return ok
 
@@ -329,6 +419,10 @@ def record_retry(store: Store, job: Job, now: datetime, *, code: int, detail: st
                      passed_gate=passed_gate, next_due=next_due, attempts=job.attempts + 1)
         if ok:
             conn.execute(update(sends).where(sends.c.id == job.send_id).values(data_at=None))
+            state = conn.scalar(select(enrollments.c.state)
+                                .where(enrollments.c.id == job.enrollment_id))
+            if state != ACTIVE:
+                drop_unsent(conn, job.enrollment_id)  # halted meanwhile: no retry to keep
             stored_events.add(conn, *records)
     return ok
 
@@ -337,15 +431,28 @@ def record_final(store: Store, job: Job, now: datetime, *, send_status: SendStat
                  state: EnrollmentState, code: int | None, detail: str,
                  records: list[EventRecord], suppress: str | None = None,
                  flag: str | None = None, passed_gate: bool = True) -> bool:
-    """Failed, bounced or unknown: the step is over and the enrollment leaves ``active``."""
+    """Failed, bounced or unknown: the step is over and the enrollment leaves ``active``.
+    A suppression (hard bounce) halts the address's other active enrollments too."""
     with store.write() as conn:
         ok = _finish(conn, job, now, send_status=send_status, code=code, detail=detail,
                      passed_gate=passed_gate, state=state.value, next_due=None, flag=flag)
         if ok:
             if suppress:
                 add_suppression(conn, job.email, suppress, now)
+                halt_address(conn, job.email, state, now)
             stored_events.add(conn, *records)
     return ok
+
+
+def halt_address(conn: Connection, email: str, state: EnrollmentState, now: datetime) -> None:
+    """Every active or paused enrollment of ``email`` goes to ``state`` (a suppression)."""
+    ids = conn.scalars(select(enrollments.c.id).where(
+        enrollments.c.email == email,
+        enrollments.c.state.in_([ACTIVE, EnrollmentState.PAUSED.value]))).all()
+    for enrollment_id in ids:
+        conn.execute(update(enrollments).where(enrollments.c.id == enrollment_id)
+                     .values(state=state.value, next_due=None, updated_at=now))
+        drop_unsent(conn, enrollment_id)
 
 
 def release(store: Store, job: Job, now: datetime) -> None:

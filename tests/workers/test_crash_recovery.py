@@ -53,7 +53,7 @@ def test_r2_killed_after_the_250_before_the_commit_is_unknown_flagged_and_never_
     assert len(smtp_server.deliveries) == 1
     proc = wd.start("run", log="run2.log")
     try:
-        wait_until(lambda: wd.status()[0]["state"] == "paused", 15, "flagged as unknown")
+        wait_until(lambda: wd.status()[0]["state"] == "paused", 40, "flagged as unknown")
         time.sleep(2.5)  # longer than the lease and both waits: still nothing resent
     finally:
         assert terminate(proc) == 0

@@ -226,3 +226,107 @@ def test_s4_an_auth_failure_pauses_the_mailbox_with_one_error_and_no_retry_storm
         invariants(eng, smtp_server)
     finally:
         eng.close()
+
+
+def _deliver_in_background(engine: Engine, claims):  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from sequencer.delivery import Senders, deliver
+
+    def go() -> None:
+        senders = Senders(engine.app)
+
+        async def run() -> None:
+            for claim in claims:
+                await deliver(engine.app, claim, senders)
+            await senders.close()
+
+        asyncio.run(run())
+
+    thread = threading.Thread(target=go)
+    thread.start()
+    return thread
+
+
+def test_a_reply_committed_after_the_gate_is_never_undone_by_recording_the_send(
+        engine, smtp_server) -> None:
+    from sequencer import inbound
+    from sequencer.mail.inbox import Inbound
+
+    enroll(engine, ["ann@example.com"])
+    smtp_server.stall_after_data(1.0)  # the server has the message; its 250 is on the way
+    thread = _deliver_in_background(engine, engine.claim())
+    (first,) = smtp_server.wait_for(1, timeout=5)
+    reply = (f"From: Ann <ann@example.com>\r\nTo: dana@example.com\r\nSubject: Re: hi\r\n"
+             f"Message-ID: <r2@example.com>\r\nIn-Reply-To: {first.message['Message-ID']}"
+             "\r\n\r\nYes, call me.").encode()
+    assert inbound.handle(engine.app, "sales", Inbound(uid=1, raw=reply)) is not None
+    thread.join(10)
+    (row,) = rows(engine, enrollments)
+    assert row.state == "replied", "the reply stands"
+    (send,) = rows(engine, sends)
+    assert send.status == "sent", "what went out is recorded"
+    engine.clock.advance(weeks=3)
+    assert engine.step() == 0
+    assert len(smtp_server.deliveries) == 1
+    invariants(engine, smtp_server)
+
+
+def test_a_stop_after_the_gate_still_records_the_send(engine, smtp_server) -> None:
+    from sequencer.store import control
+
+    enroll(engine, ["ann@example.com"])
+    smtp_server.stall_after_data(1.0)
+    thread = _deliver_in_background(engine, engine.claim())
+    smtp_server.wait_for(1, timeout=5)
+    control.apply(engine.app.store, "stop", "ann@example.com", engine.clock.now)
+    thread.join(10)
+    (row,) = rows(engine, enrollments)
+    (send,) = rows(engine, sends)
+    assert row.state == "stopped" and send.status == "sent"
+    assert "sent" in [e.event for e in rows(engine, events)]
+    invariants(engine, smtp_server)
+
+
+def test_a_hard_bounce_halts_the_addresses_other_sequences_and_mail_stops(
+        tmp_path: Path, smtp_server) -> None:
+    wd = make_workdir(tmp_path, smtp_server.port, wait2="2d", wait3="1w")
+    wd.write("sequences/other.yaml", "name: other\nmailbox: sales\nsteps:\n"
+             "  - {name: a, template: reminder, wait: 1d}\n")
+    eng = Engine(wd)
+    try:
+        eng.wd = wd  # type: ignore[attr-defined]
+        smtp_server.reject_rcpt("ann@example.com", "550 5.1.1 No such user")
+        enroll(eng, ["ann@example.com"])
+        assert run_enroll(eng.app, "other", prospects_csv(wd, ["ann@example.com"], "o.csv"),
+                          progress=False).enrolled == 1
+        eng.step()
+        for _ in range(5):
+            eng.clock.advance(days=2)
+            eng.step()
+        assert {r.state for r in rows(eng, enrollments)} == {"bounced"}
+        assert len([c for c in smtp_server.commands if c[1] == "RCPT"]) == 1
+    finally:
+        eng.close()
+
+
+def test_an_enrollment_whose_mailbox_left_the_settings_fails_alone(tmp_path: Path,
+                                                                   smtp_server) -> None:
+    wd = make_workdir(tmp_path, smtp_server.port)
+    eng = Engine(wd)
+    eng.wd = wd  # type: ignore[attr-defined]
+    enroll(eng, ["ann@example.com", "bo@example.com"])
+    eng.close()
+    with eng.app.store.write() as conn:
+        conn.execute(enrollments.update().where(enrollments.c.email == "ann@example.com")
+                     .values(mailbox="renamed"))
+    eng = Engine(wd)
+    try:
+        eng.step()
+        states = {r.email: r.state for r in rows(eng, enrollments)}
+        assert states == {"ann@example.com": "failed", "bo@example.com": "active"}
+        assert [d.rcpt_tos for d in smtp_server.deliveries] == [["bo@example.com"]]
+        (failed,) = [e for e in rows(eng, events) if e.event == "failed"]
+        assert "renamed" in failed.detail
+    finally:
+        eng.close()

@@ -16,6 +16,7 @@ from sequencer.mail.inbox import Inbound
 from sequencer.store.schema import enrollments, events
 from tests.harness import Engine
 from tests.invariants import check_invariants
+from tests.mail.test_imap import deliver_to_maildir
 from tests.workdir import make_workdir, prospects_csv, terminate, wait_until
 
 
@@ -73,16 +74,13 @@ def test_w2_a_reply_that_arrives_while_dovecot_is_down_is_found_on_reconnect(
         tmp_path: Path, smtp_server, dovecot) -> None:
     wd = imap_workdir(tmp_path, smtp_server.port, dovecot, wait2="8s")
     wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com"])), check=True)
+    dovecot.append(b"From: news@example.net\r\nSubject: hello\r\n\r\nnot for us\r\n")
     proc = wd.start("run")
     try:
         (first,) = smtp_server.wait_for(1, timeout=15)
         wait_until(lambda: "watching mailbox sales" in wd.log(), 10, "the watcher")
         dovecot.kill()
-        reply = reply_to(first)
-        box = dovecot.maildir / "new"
-        box.mkdir(parents=True, exist_ok=True)
-        (box / f"{time.time_ns()}.reply:2,").write_bytes(reply)
-        time.sleep(0.5)
+        deliver_to_maildir(dovecot, reply_to(first), f"{time.time_ns()}.M1P1.test")
         dovecot.start()
         wait_until(lambda: wd.status()[0]["state"] == "replied", 20, "found on reconnect")
     finally:
