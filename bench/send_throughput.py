@@ -3,6 +3,11 @@ has accepted them all, against a plain aiosmtplib loop sending N pre-built messa
 same size over one reused connection, in the same run.
 
     .venv/bin/python bench/send_throughput.py [--n 5000] [--runs 3] [--threads 8]
+    .venv/bin/python bench/send_throughput.py --processes 2   # scale-out: Redis + processes
+    .venv/bin/python bench/send_throughput.py --processes 2 --pg postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+
+With ``--processes P`` the engine runs as in production at scale: a throwaway redis-server,
+one `sequencer scheduler` and `sequencer worker --processes P`, timed from their start.
 
 Needs /usr/sbin/smtp-sink (scripts/install-servers installs postfix for it).
 """
@@ -127,11 +132,112 @@ def engine(root: Path, n: int, threads: int, timeout_s: float = 600) -> tuple[fl
     return done / elapsed, done
 
 
+def start_redis(root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
+         "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(root)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            client.ping()
+            return proc, f"redis://127.0.0.1:{port}/0"
+        except redis.ConnectionError:
+            time.sleep(0.02)
+    proc.kill()
+    raise SystemExit("redis-server did not start")
+
+
+def fresh_pg_database(admin_url: str) -> tuple[str, object]:
+    """A throwaway database in the given cluster (dropped by the returned callable)."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+    return make_url(admin_url).set(database=name).render_as_string(False), drop
+
+
+def scaled(root: Path, n: int, processes: int, threads: int, pg: str | None = None,
+           timeout_s: float = 600) -> tuple[float, int]:
+    import os
+    import signal
+
+    from sqlalchemy import create_engine, text
+
+    from sequencer.app import App
+    from sequencer.enrollment import run_enroll
+
+    redis_proc, url = start_redis(root)
+    config = root / "sequencer.yaml"
+    text_ = config.read_text().replace("broker: memory", f"broker: {url}")
+    drop = None
+    database = f"sqlite:///{root / 'bench.db'}"
+    if pg:
+        database, drop = fresh_pg_database(pg)
+        text_ = text_.replace("database: sqlite:///bench.db", f"database: {database}")
+    config.write_text(text_)
+    app = App.load(config)
+    run_enroll(app, "bench", root / "prospects.csv", progress=False)
+    app.close()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cli = [sys.executable, "-m", "sequencer"]
+    engine = create_engine(database)
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen([*cli, "scheduler", "-c", str(config)], env=env, cwd=root,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen([*cli, "worker", "-c", str(config), "--processes", str(processes),
+                          "--threads", str(threads)], env=env, cwd=root,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+    ]
+    done = 0
+    try:
+        while time.perf_counter() - start < timeout_s:
+            with engine.connect() as conn:
+                done = int(conn.scalar(text(
+                    "select count(*) from enrollments where state = 'completed'")) or 0)
+            if done >= n:
+                break
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - start
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(60)
+        redis_proc.kill()
+        redis_proc.wait()
+        engine.dispose()
+        if drop is not None:
+            drop()  # type: ignore[operator]
+    return done / elapsed, done
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--pg", default=None,
+                        help="with --processes: an admin URL of a PostgreSQL cluster; the "
+                             "bench creates and drops its own database there")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="scale-out mode: Redis broker, scheduler + N worker processes")
     args = parser.parse_args()
     port = free_port()
     sink = start_sink(port)
@@ -143,7 +249,10 @@ def main() -> None:
                 build_workdir(root, port, args.n)
                 data = sample_message(root)
                 b = asyncio.run(baseline(port, data, args.n))
-                rate, done = engine(root, args.n, args.threads)
+                if args.processes:
+                    rate, done = scaled(root, args.n, args.processes, args.threads, args.pg)
+                else:
+                    rate, done = engine(root, args.n, args.threads)
                 base_rates.append(b)
                 ours.append(rate)
                 print(f"run {run_no + 1}: baseline {b:7.0f} msg/s   sequencer {rate:7.0f} msg/s "

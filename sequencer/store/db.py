@@ -93,7 +93,8 @@ def _upgrade(conn: Connection) -> None:
 
 def _engine(url: str, *, immediate: bool) -> Engine:
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        return create_engine(url, pool_pre_ping=False, pool_recycle=300, pool_size=10,
+                             max_overflow=40)
     connect_args = {"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
     engine = create_engine(url, connect_args=connect_args)
 
