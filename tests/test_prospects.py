@@ -298,3 +298,38 @@ def test_a_cell_over_the_csv_field_limit_stops_the_import_naming_its_line(tmp_pa
         next(rows)
     assert caught.value.line == 3
     assert "field larger than field limit" in caught.value.reason
+
+
+def test_the_fast_path_for_plain_addresses_agrees_with_email_validator(tmp_path: Path) -> None:
+    """Plain ASCII addresses skip part of email-validator (their domain is checked once);
+    the verdict and the normalized address must stay exactly the library's."""
+    import itertools
+
+    from email_validator import EmailNotValidError, validate_email
+
+    locals_ = ["ann", "Ann.Lee", "a+tag", "x_y-z", "postmaster", "Info", "a..b", ".a", "a.",
+               "o'neil", "a" * 64, "a" * 65, "ünï", '"quoted"', "a b", "#!$%&*+/=?^`{|}~"]
+    domains = ["example.com", "EXAMPLE.org", "sub.example.net", "localhost", "example",
+               "ex_ample.com", "-bad.com", "a." + "b" * 63 + ".com", "x" * 64 + ".com",
+               "münchen.de", "xn--mnchen-3ya.de", "example.test", "1.2.3.4", "[1.2.3.4]",
+               "exa--mple.com", ("d" * 60 + ".") * 4 + "com"]
+    addresses = [f"{lp}@{d}" for lp, d in itertools.product(locals_, domains)]
+    csv_path = tmp_path / "p.csv"
+    lines = ["email"] + [f'"{a}"' if '"' not in a else '"' + a.replace('"', '""') + '"'
+                         for a in addresses]
+    csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    results = {r.line: r for r in read_prospects(csv_path)}
+    for line, address in enumerate(addresses, start=2):
+        try:
+            valid = validate_email(address, check_deliverability=False)
+            local, _, domain = valid.normalized.rpartition("@")
+            expected: str | None = f"{local}@{domain.lower()}"
+        except EmailNotValidError:
+            expected = None
+        got = results[line]
+        if expected is None:
+            assert isinstance(got, Rejected), (address, got)
+        elif isinstance(got, Rejected):
+            assert got.reason.startswith("duplicate"), (address, got)
+        else:
+            assert got.email == expected, address

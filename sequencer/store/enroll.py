@@ -5,18 +5,59 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 
-from sequencer.eventlog import EventRecord
 from sequencer.machine import EnrollmentState, Event
 from sequencer.prospects import Prospect, Rejected
 from sequencer.spec import Sequence
-from sequencer.store import events as stored_events
 from sequencer.store.db import Store
-from sequencer.store.schema import enrollments, prospects, suppressions
+from sequencer.store.events import BulkInsert
+from sequencer.store.schema import enrollments, events, prospects, suppressions
 
-BATCH = 500
+BATCH = 2000
+
+
+# Built once: building (and cache-keying) a statement costs more than running it.
+_SUPPRESSED = (
+    select(suppressions.c.email, suppressions.c.reason)
+    .where(suppressions.c.email.in_(bindparam("emails", expanding=True)))
+)
+_ENROLLED = (
+    select(enrollments.c.email)
+    .where(enrollments.c.sequence == bindparam("sequence"),
+           enrollments.c.email.in_(bindparam("emails", expanding=True)))
+)
+# A new address becomes a prospect, a known one stays as it is; the enrollment insert looks
+# the id up itself, so nothing is selected back.
+_NEW_PROSPECT = {
+    name: BulkInsert(
+        dialect.insert(prospects)
+        .values(email=bindparam("p_email", type_=prospects.c.email.type),
+                created_at=bindparam("p_created_at", type_=prospects.c.created_at.type))
+        .on_conflict_do_nothing(index_elements=[prospects.c.email]),
+        per_row=("p_email",))
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
+_ENROLLMENT_COLUMNS = ("email", "next_due", "timezone", "follow_up_by", "vars",  # per row
+                       "sequence", "mailbox", "state", "step_index", "attempts", "enrolled_at",
+                       "updated_at")
+_NEW_ENROLLMENT = BulkInsert(
+    insert(enrollments).values({
+        **{name: bindparam(f"n_{name}", type_=enrollments.c[name].type)
+           for name in _ENROLLMENT_COLUMNS},
+        "prospect_id": select(prospects.c.id)
+        .where(prospects.c.email == bindparam("n_email", type_=prospects.c.email.type))
+        .scalar_subquery(),
+    }),
+    per_row=("n_email", "n_next_due", "n_timezone", "n_follow_up_by", "n_vars"))
+# The `enrolled` event of each enrollment: the columns stored_events.add fills for it.
+_ENROLLED_EVENT = BulkInsert(
+    insert(events).values({name: bindparam(f"e_{name}", type_=events.c[name].type)
+                           for name in ("email", "at", "event", "mailbox", "sequence")}),
+    per_row=("e_email",))
 
 
 @dataclass(frozen=True)
@@ -58,53 +99,46 @@ def _enroll_batch(
     first_due: Callable[[Prospect], datetime],
     default_timezone: str,
 ) -> list[Enrolled | Rejected]:
-    emails = [p.email for p in batch if isinstance(p, Prospect)]
+    emails = list(dict.fromkeys(p.email for p in batch if isinstance(p, Prospect)))
+    name, mailbox = sequence.name, sequence.mailbox
     results: list[Enrolled | Rejected] = []
     with store.write() as conn:
-        known = dict(conn.execute(
-            select(prospects.c.email, prospects.c.id).where(prospects.c.email.in_(emails))
-        ).all())
-        enrolled = set(conn.scalars(
-            select(enrollments.c.email).where(enrollments.c.email.in_(emails),
-                                              enrollments.c.sequence == sequence.name)))
-        suppressed = dict(conn.execute(
-            select(suppressions.c.email, suppressions.c.reason)
-            .where(suppressions.c.email.in_(emails))).all())
-        new_prospects = [e for e in dict.fromkeys(emails) if e not in known]
-        if new_prospects:
-            conn.execute(insert(prospects), [{"email": e, "created_at": now}
-                                             for e in new_prospects])
-            known.update(conn.execute(
-                select(prospects.c.email, prospects.c.id)
-                .where(prospects.c.email.in_(new_prospects))).all())
-        values: list[dict[str, object]] = []
-        records: list[EventRecord] = []
+        suppressed: dict[str, str] = {}
+        enrolled: set[str] = set()
+        if emails:
+            suppressed = dict(conn.execute(_SUPPRESSED, {"emails": emails}).all())
+            enrolled = set(conn.scalars(_ENROLLED, {"emails": emails, "sequence": name}))
+            _new_prospect(conn).execute(conn, {"p_created_at": now}, [(e,) for e in emails])
+        values: list[tuple[Any, ...]] = []
         for item in batch:
             if isinstance(item, Rejected):
                 results.append(item)
                 continue
-            if item.email in suppressed:
-                results.append(Rejected(item.line, item.email,
-                                        f"suppressed ({suppressed[item.email]})"))
+            email = item.email
+            if email in suppressed:
+                results.append(Rejected(item.line, email, f"suppressed ({suppressed[email]})"))
                 continue
-            if item.email in enrolled:
-                results.append(Rejected(item.line, item.email,
-                                        f"already enrolled in {sequence.name}"))
+            if email in enrolled:
+                results.append(Rejected(item.line, email, f"already enrolled in {name}"))
                 continue
             due = first_due(item)
-            values.append({
-                "prospect_id": known[item.email], "email": item.email,
-                "sequence": sequence.name, "mailbox": sequence.mailbox,
-                "state": EnrollmentState.ACTIVE.value, "step_index": 0, "next_due": due,
-                "attempts": 0, "timezone": item.timezone or default_timezone,
-                "follow_up_by": item.follow_up_by, "vars": dict(item.fields),
-                "enrolled_at": now, "updated_at": now,
-            })
-            enrolled.add(item.email)
-            records.append(EventRecord(Event.ENROLLED, now, email=item.email,
-                                       mailbox=sequence.mailbox, sequence=sequence.name))
-            results.append(Enrolled(item.line, item.email, due))
-        if values:
-            conn.execute(insert(enrollments), values)
-        stored_events.add(conn, *records)
+            values.append((email, due, item.timezone or default_timezone, item.follow_up_by,
+                           dict(item.fields)))
+            enrolled.add(email)
+            results.append(Enrolled(item.line, email, due))
+        _NEW_ENROLLMENT.execute(conn, {
+            "n_sequence": name, "n_mailbox": mailbox, "n_state": EnrollmentState.ACTIVE.value,
+            "n_step_index": 0, "n_attempts": 0, "n_enrolled_at": now, "n_updated_at": now,
+        }, values)
+        _ENROLLED_EVENT.execute(conn, {
+            "e_at": now, "e_event": Event.ENROLLED.value, "e_mailbox": mailbox,
+            "e_sequence": name,
+        }, [(v[0],) for v in values])
     return results
+
+
+def _new_prospect(conn: Connection) -> BulkInsert:
+    statement = _NEW_PROSPECT.get(conn.dialect.name)
+    if statement is None:
+        raise NotImplementedError(f"enrolling into a {conn.dialect.name} database")
+    return statement
