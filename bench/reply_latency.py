@@ -184,8 +184,7 @@ def install_probes() -> None:
 
     timed(inbound, "classify", "classify")
     timed(inbound.store_inbox, "match", "match (read)")
-    timed(inbound.store_inbox, "first_seen", "first_seen (write)")
-    timed(inbound.store_inbox, "halt", "halt (write)")
+    timed(inbound.store_inbox, "halt", "dedupe + halt (write)")
     timed(inbound.store_inbox.DbCursorStore, "save", "cursor save (write)")
 
     imap._Connection._wait_push = timed_wait_push  # type: ignore[method-assign]
