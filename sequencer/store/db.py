@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from sequencer.errors import SequencerError
 
@@ -48,14 +48,18 @@ class Store:
         """
         from alembic.runtime.migration import MigrationContext
 
-        with self.reader.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
-        if current == HEAD:
-            return
-        with self.writer.begin() as conn:
-            if not self.is_sqlite:
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(742031)")
-            _upgrade(conn)
+        try:
+            with self.reader.connect() as conn:
+                current = MigrationContext.configure(conn).get_current_revision()
+            if current == HEAD:
+                return
+            with self.writer.begin() as conn:
+                if not self.is_sqlite:
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(742031)")
+                _upgrade(conn)
+        except SQLAlchemyError as err:
+            raise StoreError(f"cannot prepare the database {_redact(self.url)}: "
+                             f"{getattr(err, 'orig', None) or err}") from err
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -84,11 +88,23 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def _upgrade(conn: Connection) -> None:
     from alembic import command
     from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import inspect
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = conn
+    unversioned = MigrationContext.configure(conn).get_current_revision() is None
+    if unversioned and inspect(conn).has_table("enrollments"):
+        # Made by a build from before migrations existed: that schema is revision 0001.
+        command.stamp(config, "0001")
     command.upgrade(config, "head")
+
+
+def _redact(url: str) -> str:
+    from sequencer.config import redact_url
+
+    return redact_url(url)
 
 
 def _engine(url: str, *, immediate: bool) -> Engine:

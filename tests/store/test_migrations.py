@@ -43,3 +43,32 @@ def test_migrations_build_the_declared_schema_on_postgresql(pg_database_url: str
     assert _diff(store) == []
     for s in [store, *stores]:
         s.dispose()
+
+
+def test_a_database_made_before_migrations_is_adopted_not_recreated(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = create_engine(url)
+    metadata.create_all(old)
+    with old.begin() as conn:
+        conn.execute(text("insert into suppressions (email, reason, at) "
+                          "values ('ann@example.com', 'by hand', '2026-01-01 00:00:00')"))
+    old.dispose()
+    store = Store(url)
+    store.create()
+    assert _diff(store) == []
+    with store.read() as conn:
+        assert conn.execute(text("select email from suppressions")).scalar() == \
+            "ann@example.com", "nothing stored is lost"
+    store.dispose()
+
+
+def test_an_unusable_database_is_a_clear_error(tmp_path: Path) -> None:
+    import pytest
+
+    from sequencer.store.db import StoreError
+
+    (tmp_path / "not-a-db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot prepare the database"):
+        Store(f"sqlite:///{tmp_path / 'not-a-db'}").create()
