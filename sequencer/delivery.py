@@ -258,7 +258,10 @@ def _retry_or_fail(app: App, job: Job, err: TransientDeliveryError,
     now = app.clock()
     attempt = job.attempts + 1
     retry = app.settings.retry
-    if attempt >= retry.attempts:
+    # No SMTP reply at all (the server is unreachable): that is the mailbox's outage, not
+    # this prospect's problem, so it is retried at the capped backoff until the server is
+    # back, never failed. A 4xx counts against the step's attempts.
+    if attempt >= retry.attempts and err.code != 0:
         _finish_failed(app, job, err.code, f"gave up after {attempt} attempts: {err}", base,
                        passed=passed)
         return

@@ -330,3 +330,26 @@ def test_an_enrollment_whose_mailbox_left_the_settings_fails_alone(tmp_path: Pat
         assert "renamed" in failed.detail
     finally:
         eng.close()
+
+
+def test_an_unreachable_smtp_server_is_retried_until_it_is_back_never_failed(
+        tmp_path: Path, smtp_server) -> None:
+    from tests.fixtures.smtp import free_port
+
+    wd = make_workdir(tmp_path, free_port())  # nothing listens there
+    eng = Engine(wd)
+    try:
+        eng.wd = wd  # type: ignore[attr-defined]
+        enroll(eng, ["ann@example.com"])
+        for _ in range(8):  # far more than retry.attempts (3)
+            eng.step()
+            (row,) = rows(eng, enrollments)
+            assert row.state == "active"
+            eng.clock.now = row.next_due
+        kinds = [e.event for e in rows(eng, events)]
+        assert kinds.count("retrying") == 8 and "failed" not in kinds
+        gaps = {(b.at - a.at).total_seconds() for a, b in zip(
+            rows(eng, events)[2:], rows(eng, events)[3:], strict=False)}
+        assert max(gaps) <= 2.0, "capped at max_backoff"
+    finally:
+        eng.close()
