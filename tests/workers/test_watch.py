@@ -172,3 +172,36 @@ def test_an_unsubscribe_reply_halts_and_suppresses_across_sequences(tmp_path: Pa
             or "already" in again.rejected[0].reason
     finally:
         engine.close()
+
+
+def _hostile_messages() -> list[bytes]:
+    parts = "".join(f"--b\r\nContent-Type: text/plain\r\n\r\npart {i}\r\n" for i in range(5000))
+    many = (b"From: x@example.net\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + parts.encode() + b"--b--\r\n")
+    words = b"From: y@example.net\r\nSubject: " + b" ".join(
+        [b"=?UTF-8?Q?=0A=0D?=" for _ in range(3000)]) + b"\r\n\r\nhi\r\n"
+    charset = (b"From: z@example.net\r\nSubject: =?x-unknown-9?Q?abc?=\r\n"
+               b"Content-Type: text/plain; charset=x-unknown-9\r\n\r\n\xff\xfe\xfd\r\n")
+    truncated = (b"From: w@example.net\r\nSubject: cut\r\nMIME-Version: 1.0\r\n"
+                 b'Content-Type: multipart/mixed; boundary="q"\r\n\r\n--q\r\n'
+                 b"Content-Type: message/rfc822\r\n\r\nFrom: ")
+    return [many, words, charset, truncated]
+
+
+def test_w6_hostile_inbound_mail_is_skipped_and_the_watcher_keeps_halting_replies(
+        tmp_path: Path, smtp_server, dovecot) -> None:
+    wd = imap_workdir(tmp_path, smtp_server.port, dovecot, wait2="6s")
+    wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com"])), check=True)
+    proc = wd.start("run")
+    try:
+        (first,) = smtp_server.wait_for(1, timeout=15)
+        wait_until(lambda: "watching mailbox sales" in wd.log(), 10, "the watcher")
+        for raw in _hostile_messages():
+            dovecot.append(raw)
+        dovecot.append(reply_to(first))
+        wait_until(lambda: wd.status()[0]["state"] == "replied", 20, "the reply after them")
+        assert proc.poll() is None, "the worker is still running"
+    finally:
+        assert terminate(proc) == 0
+    assert "Traceback" not in wd.log()
+    assert len(smtp_server.deliveries) == 1
