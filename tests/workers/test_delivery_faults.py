@@ -353,3 +353,43 @@ def test_an_unreachable_smtp_server_is_retried_until_it_is_back_never_failed(
         assert max(gaps) <= 2.0, "capped at max_backoff"
     finally:
         eng.close()
+
+
+def test_a_mailbox_past_its_daily_limit_does_not_starve_another(tmp_path: Path,
+                                                                smtp_server) -> None:
+    wd = make_workdir(tmp_path, smtp_server.port)
+    wd.config.write_text(wd.config.read_text().replace(
+        "    smtp: {host: 127.0.0.1",
+        "    daily_limit: 2\n    smtp: {host: 127.0.0.1") +
+        '  support:\n    from: "Sam <sam@example.com>"\n'
+        f"    smtp: {{host: 127.0.0.1, port: {smtp_server.port}, tls: none}}\n")
+    wd.write("sequences/other.yaml", "name: other\nmailbox: support\nsteps:\n"
+             "  - {name: a, template: reminder, wait: 0s}\n")
+    eng = Engine(wd)
+    try:
+        eng.wd = wd  # type: ignore[attr-defined]
+        eng.scheduler.batch = 5  # fewer than sales' due steps: they come first in due order
+        enroll(eng, [f"s{i}@example.com" for i in range(10)])
+        eng.clock.advance(seconds=1)
+        assert run_enroll(eng.app, "other", prospects_csv(wd, ["t@example.com"], "o.csv"),
+                          progress=False).enrolled == 1
+        for _ in range(3):
+            eng.step()
+        rcpts = [d.rcpt_tos[0] for d in smtp_server.deliveries]
+        assert "t@example.com" in rcpts, "support's step went out"
+        assert sum(r.startswith("s") for r in rcpts) == 2, "sales stopped at its limit"
+    finally:
+        eng.close()
+
+
+def test_the_broker_password_never_reaches_the_log(tmp_path: Path, smtp_server,
+                                                   redis_server) -> None:
+    from tests.workdir import terminate
+
+    wd = make_workdir(tmp_path, smtp_server.port)
+    url = redis_server.url.replace("redis://", "redis://:hunter2-secret@")
+    proc = wd.start("run", extra_env={"SEQUENCER_BROKER_URL": url})
+    assert terminate(proc) in (0, 1)
+    log = wd.log()
+    assert "broker=redis://:***@127.0.0.1" in log
+    assert "hunter2-secret" not in log
