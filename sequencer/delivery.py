@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from zoneinfo import ZoneInfo
@@ -113,7 +114,9 @@ async def deliver(app: App, claim: Claim, senders: Senders) -> None:
         return
     base = _record(job, step.name, mailbox.name)
     try:
-        rendered = app.templates.get(step.template).render(_context(app, job, seq, step.name))
+        rendered = app.templates.get(step.template).render(template_context(
+            app, email=job.email, variables=job.vars, mailbox=job.mailbox,
+            sequence=seq.name, step=step.name, message_id=job.message_id))
         thread = step.thread and job.thread_message_id is not None
         data = compose(
             sender=mailbox.sender, to=job.email, rendered=rendered,
@@ -121,7 +124,7 @@ async def deliver(app: App, claim: Claim, senders: Senders) -> None:
             to_name=_full_name(job), in_reply_to=job.thread_message_id if thread else None,
             references=job.thread_references if thread else (),
             thread_subject=job.thread_subject if thread else None,
-            list_unsubscribe=_list_unsubscribe(app, job),
+            list_unsubscribe=_unsubscribe_url(app, job.mailbox, job.message_id),
         )
     except (TemplateError, HeaderInjectionError) as err:
         _finish_failed(app, job, None, f"cannot compose: {err}", base)
@@ -179,12 +182,13 @@ async def deliver(app: App, claim: Claim, senders: Senders) -> None:
             emit(rec)
 
 
-def _context(app: App, job: Job, seq: Sequence, step: str) -> dict[str, object]:
-    context: dict[str, object] = dict(job.vars)
+def template_context(app: App, *, email: str, variables: Mapping[str, object], mailbox: str,
+                     sequence: str, step: str, message_id: str | None) -> dict[str, object]:
+    """What a template sees: the CSV columns plus the built-in variables."""
+    context: dict[str, object] = dict(variables)
     context.update(
-        email=job.email, sender=sender_name(app.mailbox(job.mailbox).sender),
-        sequence=seq.name,
-        step=step, unsubscribe_url=_unsubscribe_url(app, job),
+        email=email, sender=sender_name(app.mailbox(mailbox).sender), sequence=sequence,
+        step=step, unsubscribe_url=_unsubscribe_url(app, mailbox, message_id),
     )
     return context
 
@@ -195,15 +199,11 @@ def sender_name(sender: str) -> str:
     return name or address
 
 
-def _unsubscribe_url(app: App, job: Job) -> str:
+def _unsubscribe_url(app: App, mailbox: str, message_id: str | None) -> str:
     template = app.settings.unsubscribe_url
-    if template:
-        return template.replace("{token}", job.message_id.strip("<>"))
-    return f"mailto:{app.mailbox(job.mailbox).sender_address}?subject=unsubscribe"
-
-
-def _list_unsubscribe(app: App, job: Job) -> str:
-    return _unsubscribe_url(app, job)
+    if template and message_id:
+        return template.replace("{token}", message_id.strip("<>"))
+    return f"mailto:{app.mailbox(mailbox).sender_address}?subject=unsubscribe"
 
 
 def _full_name(job: Job) -> str | None:

@@ -96,33 +96,27 @@ def _progress(csv: Path):  # type: ignore[no-untyped-def]
 
 
 def render_preview(app: App, ref: str, email: str) -> str:
-    from sequencer.delivery import sender_name
-    from sequencer.store.queries import status
-
-    seq = load_checked_sequence(app, ref)
-    rows = [r for r in status(app.store, email=email.strip().lower(), sequence=seq.name)]
-    if not rows:
-        raise EnrollError(f"{email} is not enrolled in {seq.name}")
     from sqlalchemy import select
 
+    from sequencer.delivery import template_context
     from sequencer.store.schema import enrollments
 
+    seq = load_checked_sequence(app, ref)
+    address = email.strip().lower()
     with app.store.read() as conn:
-        vars_ = conn.execute(select(enrollments.c.vars).where(
-            enrollments.c.email == rows[0].email, enrollments.c.sequence == seq.name)).scalar()
+        row = conn.execute(select(enrollments.c.vars).where(
+            enrollments.c.email == address, enrollments.c.sequence == seq.name)).first()
+    if row is None:
+        raise EnrollError(f"{email} is not enrolled in {seq.name}")
     mailbox = app.mailbox(seq.mailbox)
     out: list[str] = []
     for step in seq.steps:
-        context: dict[str, object] = dict(vars_ or {})
-        context.update(email=rows[0].email, sender=sender_name(mailbox.sender),
-                       sequence=seq.name,
-                       step=step.name,
-                       unsubscribe_url=f"mailto:{mailbox.sender_address}?subject=unsubscribe")
-        rendered = app.templates.get(step.template).render(context)
-        subject = rendered.subject
+        rendered = app.templates.get(step.template).render(template_context(
+            app, email=address, variables=row.vars or {}, mailbox=seq.mailbox,
+            sequence=seq.name, step=step.name, message_id=None))
         out.append(f"--- step {step.name} (wait {_wait_text(step)}"
                    f"{', threaded' if step.thread else ''}) ---")
-        out.append(f"From: {mailbox.sender}\nTo: {rows[0].email}\nSubject: {subject}\n")
+        out.append(f"From: {mailbox.sender}\nTo: {address}\nSubject: {rendered.subject}\n")
         out.append(rendered.text.rstrip() + "\n")
     return "\n".join(out)
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sequencer import machine, timing
 from sequencer.app import App
 from sequencer.classify import Kind, Verdict, classify
-from sequencer.errors import RetryLater, SequencerError
+from sequencer.errors import RetryLater
 from sequencer.eventlog import EventRecord, emit
 from sequencer.machine import EnrollmentState
 from sequencer.mail.inbox import Inbound
@@ -53,11 +53,7 @@ def handle(app: App, mailbox: str, message: Inbound) -> EventRecord | None:
     """
     try:
         return _handle(app, mailbox, message)
-    except SequencerError as err:
-        if isinstance(err, StoreError):
-            raise RetryLater(f"could not record inbound mail: {err}") from err
-        raise
-    except (OperationalError, IntegrityError) as err:
+    except (StoreError, OperationalError, IntegrityError) as err:
         raise RetryLater(f"could not record inbound mail: {err}") from err
 
 

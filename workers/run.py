@@ -20,6 +20,7 @@ from sequencer.store.work import Claim
 from workers import actors, runtime
 from workers.broker import QUEUE, make_broker
 from workers.scheduler import Scheduler
+from workers.watch import start_watchers
 
 logger = logging.getLogger(__name__)
 
@@ -94,12 +95,3 @@ def run(app: App, stop: threading.Event, *, threads: int = 8, scheduler: bool = 
         for t in watch_threads:
             t.join(timeout=30)
     return 0
-
-
-def start_watchers(app: App, stop: threading.Event) -> list[threading.Thread]:
-    """Inbox watchers (one per mailbox with an inbox); filled in by the watcher module."""
-    try:
-        from workers.watch import start_watchers as _start
-    except ImportError:
-        return []
-    return _start(app, stop)

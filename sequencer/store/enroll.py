@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sequencer.machine import EnrollmentState, Event
 from sequencer.prospects import Prospect, Rejected
 from sequencer.spec import Sequence
-from sequencer.store.db import Store
+from sequencer.store.db import Store, StoreError
 from sequencer.store.events import BulkInsert
 from sequencer.store.schema import enrollments, events, prospects, suppressions
 
@@ -140,5 +140,5 @@ def _enroll_batch(
 def _new_prospect(conn: Connection) -> BulkInsert:
     statement = _NEW_PROSPECT.get(conn.dialect.name)
     if statement is None:
-        raise NotImplementedError(f"enrolling into a {conn.dialect.name} database")
+        raise StoreError(f"unsupported database {conn.dialect.name!r}: use SQLite or PostgreSQL")
     return statement

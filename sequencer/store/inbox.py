@@ -76,12 +76,6 @@ def _first_seen(conn: Connection, seen: Seen, now: datetime) -> bool:
     return True
 
 
-def already_seen(store: Store, seen: Seen) -> bool:
-    with store.read() as conn:
-        return bool(conn.scalar(select(inbound.c.id).where(inbound.c.mailbox == seen.mailbox,
-                                                           inbound.c.message_id == seen.key)))
-
-
 def match(store: Store, mailbox: str, *, references: Iterable[str] = (),
           original: str | None = None, address: str | None = None) -> Target | None:
     """The enrollment an inbound message is about: by the Message-IDs it refers to (ours),
