@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from sequencer.classify import Kind, Verdict, classify
+from sequencer.core.classify import Kind, Verdict, classify
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "sisimai"
 

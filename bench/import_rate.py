@@ -6,7 +6,7 @@ on the same addresses, in the same run (a benchmark, not a test).
 Per run, over one generated CSV (email,first_name,last_name,company; unique valid addresses):
   (a) email_validator.validate_email(addr, check_deliverability=False) alone, rows/s;
   (b) sequencer.prospects.read_prospects alone (CSV parse + per-row rules, no database), rows/s;
-  (c) the full enroll path, sequencer.enrollment.run_enroll(app, ...), into a fresh SQLite
+  (c) the full enroll path, sequencer.usecases.importing.run_enroll(app, ...), into a fresh SQLite
       working folder, rows/s, with peak memory: tracemalloc peak, and the ru_maxrss delta.
       It also runs at --small rows (its own CSV and folder): a streaming import's peak memory
       should be about the same at --small and --rows.
@@ -91,8 +91,8 @@ def rate_read(csv: Path, rows: int) -> float:
 
 def full_enroll(csv: Path, rows: int, traced: bool) -> dict[str, float]:
     """One full `sequencer enroll` into a fresh working folder (call in a fresh process)."""
-    from sequencer.app import App
-    from sequencer.enrollment import run_enroll
+    from sequencer.usecases.importing import run_enroll
+    from sequencer.workspace import App
 
     with tempfile.TemporaryDirectory() as tmp:
         config = build_workdir(Path(tmp))

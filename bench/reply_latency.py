@@ -18,13 +18,13 @@ Two measures of "halted", both UTC wall clock:
 * ``visible``: the first 5 ms poll of a separate read-only SQLAlchemy connection that
   sees the enrollment in state ``replied`` (what ``status`` would show). This is the
   figure the aim (p99 < 1 s) is about.
-* ``event``: the ``at`` of the stored ``replied`` event. ``inbound.handle`` takes ``now``
+* ``event``: the ``at`` of the stored ``replied`` event. ``receiving.handle`` takes ``now``
   before it classifies, matches and commits, so this is roughly "handed to the handler".
 
 Assumption stated in the output: Dovecot 2.3 delays every IDLE push by a fixed 500 ms
 (``NOTIFY_DELAY_MSECS``, /work/shared/recipes/mail-servers.md), so the engine's own share
 is latency - 0.5 s. The bench also wraps (in this process only, no code is changed) the
-watcher's IDLE wait and ``inbound.handle`` to time APPEND → push → handler → commit, so
+watcher's IDLE wait and ``receiving.handle`` to time APPEND → push → handler → commit, so
 the measured push delay is printed next to the assumed one.
 
 ``--gap A-B`` spaces the APPENDs by a uniform random A..B seconds (default 0.1-0.2, so
@@ -121,7 +121,7 @@ class Probe:
     pushes: list[float] = field(default_factory=list)          # IDLE saw EXISTS
     handled: dict[int, tuple[float, float]] = field(default_factory=dict)  # uid -> start, end
     commands: list[tuple[str, float, float]] = field(default_factory=list)
-    parts: dict[str, list[float]] = field(default_factory=dict)  # inside inbound.handle
+    parts: dict[str, list[float]] = field(default_factory=dict)  # inside receiving.handle
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self) -> None:
@@ -137,8 +137,8 @@ PROBE = Probe()
 
 def install_probes() -> None:
     """Wrap the watcher's IDLE wait, its bounded IMAP commands and the inbound handler."""
-    from sequencer import inbound
-    from sequencer.mail import imap
+    from sequencer.mail.imap import watcher as imap
+    from sequencer.usecases import receiving
 
     wait_push = imap._Connection._wait_push
 
@@ -159,7 +159,7 @@ def install_probes() -> None:
             with PROBE.lock:
                 PROBE.commands.append((what, start, time.time()))
 
-    handle = inbound.handle
+    handle = receiving.handle
 
     def timed_handle(app: Any, mailbox: str, message: Any) -> Any:
         start = time.time()
@@ -182,14 +182,14 @@ def install_probes() -> None:
 
         setattr(owner, name, wrapper)
 
-    timed(inbound, "classify", "classify")
-    timed(inbound.store_inbox, "match", "match (read)")
-    timed(inbound.store_inbox, "halt", "dedupe + halt (write)")
-    timed(inbound.store_inbox.DbCursorStore, "save", "cursor save (write)")
+    timed(receiving, "classify", "classify")
+    timed(receiving.store_inbound, "match", "match (read)")
+    timed(receiving.store_inbound, "halt", "dedupe + halt (write)")
+    timed(receiving.store_inbound.DbCursorStore, "save", "cursor save (write)")
 
     imap._Connection._wait_push = timed_wait_push  # type: ignore[method-assign]
     imap._Connection.bounded = timed_bounded  # type: ignore[method-assign]
-    inbound.handle = timed_handle  # type: ignore[assignment]
+    receiving.handle = timed_handle  # type: ignore[assignment]
 
 
 # --- the reply side -------------------------------------------------------------------------
@@ -295,9 +295,9 @@ def wait_for(what: str, check: Any, timeout: float, every: float = 0.05) -> None
 def one_run(args: argparse.Namespace, run_no: int) -> dict[str, Any]:
     from sqlalchemy import func
 
-    from sequencer.app import App
-    from sequencer.enrollment import run_enroll
     from sequencer.store.schema import enrollments, events, mailboxes, sends
+    from sequencer.usecases.importing import run_enroll
+    from sequencer.workspace import App
     from workers.run import run
 
     assert DOVECOT is not None, "dovecot is not installed (apt-get install dovecot-imapd)"
@@ -488,7 +488,7 @@ def main() -> int:
     if args.imap_log:
         handler = logging.FileHandler(args.imap_log, mode="w")
         handler.setFormatter(logging.Formatter("%(created).3f %(threadName)s %(message)s"))
-        for name in ("aioimaplib.aioimaplib", "sequencer.mail.imap"):
+        for name in ("aioimaplib.aioimaplib", "sequencer.mail.imap.watcher"):
             logging.getLogger(name).setLevel(logging.DEBUG)
             logging.getLogger(name).addHandler(handler)
 

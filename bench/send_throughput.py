@@ -77,9 +77,9 @@ def build_workdir(root: Path, port: int, n: int) -> Path:
 
 
 def sample_message(root: Path) -> bytes:
-    from sequencer.app import App
-    from sequencer.compose import compose, new_message_id
+    from sequencer.core.compose import compose, new_message_id
     from sequencer.store.db import utcnow
+    from sequencer.workspace import App
 
     app = App.load(root / "sequencer.yaml")
     rendered = app.templates.get("hello").render(
@@ -106,9 +106,9 @@ async def baseline(port: int, data: bytes, n: int) -> float:
 def engine(root: Path, n: int, threads: int, timeout_s: float = 600) -> tuple[float, int]:
     from sqlalchemy import func, select
 
-    from sequencer.app import App
-    from sequencer.enrollment import run_enroll
     from sequencer.store.schema import enrollments
+    from sequencer.usecases.importing import run_enroll
+    from sequencer.workspace import App
     from workers.run import run
 
     app = App.load(root / "sequencer.yaml")
@@ -179,8 +179,8 @@ def scaled(root: Path, n: int, processes: int, threads: int, pg: str | None = No
 
     from sqlalchemy import create_engine, text
 
-    from sequencer.app import App
-    from sequencer.enrollment import run_enroll
+    from sequencer.usecases.importing import run_enroll
+    from sequencer.workspace import App
 
     redis_proc, url = start_redis(root)
     config = root / "sequencer.yaml"

@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstra
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from sequencer.core.yamlfile import Loc, YamlDocument, read_yaml, validate
 from sequencer.errors import ConfigError
-from sequencer.yamlfile import Loc, YamlDocument, read_yaml, validate
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from sequencer.machine import Event
+from sequencer.core.machine import Event
 
 logger = logging.getLogger("sequencer.events")
 

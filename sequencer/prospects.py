@@ -31,7 +31,7 @@ else:
     _SHORTCUT = email_validator.__version__.split(".")[0] == "2"
 
 from sequencer.errors import EnrollError
-from sequencer.templates import BUILTIN_VARIABLES
+from sequencer.templating.templates import BUILTIN_VARIABLES
 
 KNOWN_COLUMNS = ("email", "first_name", "last_name", "company", "timezone", "follow_up_by")
 

@@ -6,10 +6,10 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sequencer.app import App
 from sequencer.config import load_settings
-from sequencer.delivery import Senders, deliver
 from sequencer.store.work import Claim
+from sequencer.usecases.sending import Senders, deliver
+from sequencer.workspace import App
 from tests.workdir import Workdir
 from workers.scheduler import Scheduler
 

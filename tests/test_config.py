@@ -20,8 +20,8 @@ from sequencer.config import (
     parse_duration,
     redact_url,
 )
+from sequencer.core.yamlfile import MAX_BYTES, YamlDocument, read_yaml
 from sequencer.errors import ConfigError
-from sequencer.yamlfile import MAX_BYTES, YamlDocument, read_yaml
 
 SECRET = "s3cr3t-Pa55word!"
 ENV = {"SALES_PASSWORD": SECRET}

@@ -13,10 +13,10 @@ from collections.abc import Callable
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
-from sequencer.app import App
 from sequencer.config import redact_url
 from sequencer.store import work
 from sequencer.store.work import Claim
+from sequencer.workspace import App
 from workers import actors, runtime
 from workers.broker import QUEUE, make_broker
 from workers.scheduler import Scheduler

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from sequencer.app import App
-from sequencer.delivery import Senders, deliver
 from sequencer.store.work import Claim
+from sequencer.usecases.sending import Senders, deliver
+from sequencer.workspace import App
 
 _app: App | None = None
 _local = threading.local()

@@ -12,11 +12,11 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 
-from sequencer.app import App
-from sequencer.compose import new_message_id
+from sequencer.core.compose import new_message_id
 from sequencer.eventlog import emit
 from sequencer.store import work
 from sequencer.store.work import Claim
+from sequencer.workspace import App
 
 logger = logging.getLogger(__name__)
 

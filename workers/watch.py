@@ -13,23 +13,23 @@ import os
 import socket
 import threading
 
-from sequencer import inbound
-from sequencer.app import App
 from sequencer.config import MailboxConfig
-from sequencer.mail.imap import ImapAccount, ImapWatcher
-from sequencer.mail.inbox import Inbound, Watcher
+from sequencer.mail.imap.watcher import ImapAccount, ImapWatcher
 from sequencer.mail.maildir import MaildirWatcher
-from sequencer.store import inbox as store_inbox
+from sequencer.mail.watching import Inbound, Watcher
+from sequencer.store import inbound as store_inbound
+from sequencer.usecases import receiving
+from sequencer.workspace import App
 
 logger = logging.getLogger(__name__)
 
 LEASE_S = 60.0
 
 
-def make_watcher(app: App, mailbox: MailboxConfig, cursors: store_inbox.DbCursorStore
+def make_watcher(app: App, mailbox: MailboxConfig, cursors: store_inbound.DbCursorStore
                  ) -> Watcher | None:
     async def handler(message: Inbound) -> None:
-        inbound.handle(app, mailbox.name, message)
+        receiving.handle(app, mailbox.name, message)
 
     if mailbox.imap is not None:
         cfg = mailbox.imap
@@ -60,7 +60,7 @@ async def _watch(app: App, mailbox: MailboxConfig, stop: threading.Event) -> Non
         await _sleep_unless(stop, backoff)
         backoff = min(backoff * 2, 30.0)
     with contextlib.suppress(Exception):
-        store_inbox.drop_lease(app.store, mailbox.name, owner)
+        store_inbound.drop_lease(app.store, mailbox.name, owner)
 
 
 async def _sleep_unless(stop: threading.Event, seconds: float) -> None:
@@ -72,7 +72,7 @@ async def _sleep_unless(stop: threading.Event, seconds: float) -> None:
 
 def _try_lease(app: App, name: str, owner: str) -> bool:
     try:
-        return store_inbox.hold_lease(app.store, name, owner, app.clock(), LEASE_S)
+        return store_inbound.hold_lease(app.store, name, owner, app.clock(), LEASE_S)
     except Exception:
         logger.warning("cannot renew the lease on mailbox %s", name, exc_info=True)
         return False
@@ -80,7 +80,7 @@ def _try_lease(app: App, name: str, owner: str) -> bool:
 
 async def _watch_once(app: App, mailbox: MailboxConfig, stop: threading.Event,
                       owner: str) -> None:
-    cursors = store_inbox.DbCursorStore(app.store)
+    cursors = store_inbound.DbCursorStore(app.store)
     watcher = make_watcher(app, mailbox, cursors)
     if watcher is None:
         return

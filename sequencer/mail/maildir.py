@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 
 from sequencer.errors import RetryLater, SequencerError
-from sequencer.mail.inbox import (
+from sequencer.mail.watching import (
     DEFAULT_MAX_BYTES,
     TRUNCATED_BODY_BYTES,
     Cursor,

@@ -7,9 +7,9 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from sequencer import machine
+from sequencer.core import machine
+from sequencer.core.machine import EnrollmentState, Event, SendStatus
 from sequencer.eventlog import EventRecord
-from sequencer.machine import EnrollmentState, Event, SendStatus
 from sequencer.store import events as stored_events
 from sequencer.store.db import Store
 from sequencer.store.schema import enrollments, sends

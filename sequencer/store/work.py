@@ -28,8 +28,8 @@ from sqlalchemy import (
     update,
 )
 
+from sequencer.core.machine import EnrollmentState, Event, SendStatus
 from sequencer.eventlog import EventRecord
-from sequencer.machine import EnrollmentState, Event, SendStatus
 from sequencer.store import events as stored_events
 from sequencer.store.db import Store
 from sequencer.store.schema import enrollments, mailboxes, sends, suppressions

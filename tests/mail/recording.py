@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from email import message_from_bytes, policy
 
-from sequencer.mail.inbox import Inbound, Watcher
+from sequencer.mail.watching import Inbound, Watcher
 
 
 def message(n: int, body: bytes = b"Thanks, let's talk next week.\r\n") -> bytes:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sequencer.mail.inbox import TRUNCATED_BODY_BYTES, Cursor, MemoryCursorStore
 from sequencer.mail.maildir import MaildirWatcher, read_message
+from sequencer.mail.watching import TRUNCATED_BODY_BYTES, Cursor, MemoryCursorStore
 from tests.mail.recording import Recorder, message, watching
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from sequencer.enrollment import run_enroll
 from sequencer.store.schema import enrollments, events, sends, suppressions
+from sequencer.usecases.importing import run_enroll
 from tests.harness import Engine
 from tests.invariants import check_invariants
 from tests.workdir import make_workdir, prospects_csv
@@ -125,8 +125,8 @@ def test_s5_idle_timeout_on_a_reused_connection_reconnects_cleanly(engine, smtp_
 
 def test_r9_a_reply_committed_between_claim_and_send_means_nothing_is_sent(engine,
                                                                             smtp_server) -> None:
-    from sequencer import inbound
-    from sequencer.mail.inbox import Inbound
+    from sequencer.mail.watching import Inbound
+    from sequencer.usecases import receiving
 
     enroll(engine, ["ann@example.com"])
     engine.step()
@@ -137,7 +137,7 @@ def test_r9_a_reply_committed_between_claim_and_send_means_nothing_is_sent(engin
     reply = (f"From: Ann <ann@example.com>\r\nTo: dana@example.com\r\nSubject: Re: hi\r\n"
              f"Message-ID: <r1@example.com>\r\nIn-Reply-To: {first_id}\r\n\r\nYes, let's talk."
              ).encode()
-    record = inbound.handle(engine.app, "sales", Inbound(uid=1, raw=reply))
+    record = receiving.handle(engine.app, "sales", Inbound(uid=1, raw=reply))
     assert record is not None and record.event.value == "replied"
     engine.deliver(claims)
     assert len(smtp_server.deliveries) == 1, "nothing sent after the reply"
@@ -152,7 +152,7 @@ def test_r6_the_same_step_dispatched_twice_to_racing_threads_is_sent_once(engine
                                                                           smtp_server) -> None:
     import asyncio
 
-    from sequencer.delivery import Senders, deliver
+    from sequencer.usecases.sending import Senders, deliver
 
     enroll(engine, ["ann@example.com", "bo@example.com", "cy@example.com"])
     claims = engine.claim()
@@ -231,7 +231,7 @@ def test_s4_an_auth_failure_pauses_the_mailbox_with_one_error_and_no_retry_storm
 def _deliver_in_background(engine: Engine, claims):  # type: ignore[no-untyped-def]
     import asyncio
 
-    from sequencer.delivery import Senders, deliver
+    from sequencer.usecases.sending import Senders, deliver
 
     def go() -> None:
         senders = Senders(engine.app)
@@ -250,8 +250,8 @@ def _deliver_in_background(engine: Engine, claims):  # type: ignore[no-untyped-d
 
 def test_a_reply_committed_after_the_gate_is_never_undone_by_recording_the_send(
         engine, smtp_server) -> None:
-    from sequencer import inbound
-    from sequencer.mail.inbox import Inbound
+    from sequencer.mail.watching import Inbound
+    from sequencer.usecases import receiving
 
     enroll(engine, ["ann@example.com"])
     smtp_server.stall_after_data(1.0)  # the server has the message; its 250 is on the way
@@ -260,7 +260,7 @@ def test_a_reply_committed_after_the_gate_is_never_undone_by_recording_the_send(
     reply = (f"From: Ann <ann@example.com>\r\nTo: dana@example.com\r\nSubject: Re: hi\r\n"
              f"Message-ID: <r2@example.com>\r\nIn-Reply-To: {first.message['Message-ID']}"
              "\r\n\r\nYes, call me.").encode()
-    assert inbound.handle(engine.app, "sales", Inbound(uid=1, raw=reply)) is not None
+    assert receiving.handle(engine.app, "sales", Inbound(uid=1, raw=reply)) is not None
     thread.join(10)
     (row,) = rows(engine, enrollments)
     assert row.state == "replied", "the reply stands"

@@ -10,13 +10,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from sequencer import inbound
-from sequencer.enrollment import run_enroll
-from sequencer.mail.inbox import Inbound
+from sequencer.mail.watching import Inbound
 from sequencer.store.schema import enrollments, events
+from sequencer.usecases import receiving
+from sequencer.usecases.importing import run_enroll
 from tests.harness import Engine
 from tests.invariants import check_invariants
-from tests.mail.test_imap import deliver_to_maildir
+from tests.mail.imap.test_watcher import deliver_to_maildir
 from tests.workdir import make_workdir, prospects_csv, terminate, wait_until
 
 
@@ -101,7 +101,7 @@ def test_an_out_of_office_never_halts_and_its_return_date_delays_the_next_step(
                        extra_headers="Auto-Submitted: auto-replied\r\n",
                        body=f"I am out of the office until {back.isoformat()} with limited "
                             "access to email.")
-        record = inbound.handle(engine.app, "sales", Inbound(uid=1, raw=ooo))
+        record = receiving.handle(engine.app, "sales", Inbound(uid=1, raw=ooo))
         assert record is not None and record.event.value == "auto_reply"
         with engine.app.store.read() as conn:
             row = conn.execute(select(enrollments)).one()
@@ -125,7 +125,7 @@ def test_our_own_sent_mail_in_the_folder_is_never_a_reply(tmp_path: Path, smtp_s
         run_enroll(engine.app, "three", prospects_csv(wd, ["ann@example.com"]), progress=False)
         engine.step()
         (first,) = smtp_server.deliveries
-        assert inbound.handle(engine.app, "sales", Inbound(uid=1, raw=first.raw)) is None
+        assert receiving.handle(engine.app, "sales", Inbound(uid=1, raw=first.raw)) is None
         with engine.app.store.read() as conn:
             assert conn.execute(select(enrollments.c.state)).scalar() == "active"
     finally:
@@ -139,8 +139,8 @@ def test_the_same_reply_seen_twice_is_handled_once(tmp_path: Path, smtp_server) 
         run_enroll(engine.app, "three", prospects_csv(wd, ["ann@example.com"]), progress=False)
         engine.step()
         raw = reply_to(smtp_server.deliveries[0])
-        assert inbound.handle(engine.app, "sales", Inbound(uid=1, raw=raw)) is not None
-        assert inbound.handle(engine.app, "sales", Inbound(uid=7, raw=raw)) is None
+        assert receiving.handle(engine.app, "sales", Inbound(uid=1, raw=raw)) is not None
+        assert receiving.handle(engine.app, "sales", Inbound(uid=7, raw=raw)) is None
         with engine.app.store.read() as conn:
             assert conn.scalars(select(events.c.event)).all().count("replied") == 1
     finally:
@@ -159,7 +159,7 @@ def test_an_unsubscribe_reply_halts_and_suppresses_across_sequences(tmp_path: Pa
                    progress=False)
         engine.step()
         raw = reply_to(smtp_server.deliveries[0], body="Please remove me from your list.")
-        record = inbound.handle(engine.app, "sales", Inbound(uid=1, raw=raw))
+        record = receiving.handle(engine.app, "sales", Inbound(uid=1, raw=raw))
         assert record is not None and record.event.value == "unsubscribed"
         engine.clock.advance(days=30)
         assert engine.step() == 0

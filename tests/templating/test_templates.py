@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sequencer.errors import TemplateError
-from sequencer.templates import (
+from sequencer.templating.templates import (
     BUILTIN_VARIABLES,
     Rendered,
     TemplateSet,

@@ -9,9 +9,9 @@ from datetime import datetime
 from sqlalchemy import Connection, desc, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from sequencer.core.machine import EnrollmentState
 from sequencer.eventlog import EventRecord
-from sequencer.machine import EnrollmentState
-from sequencer.mail.inbox import Cursor
+from sequencer.mail.watching import Cursor
 from sequencer.store import events as stored_events
 from sequencer.store.db import Store
 from sequencer.store.schema import enrollments, inbound, mailboxes, sends

@@ -28,7 +28,7 @@ from email.policy import compat32
 from email.utils import format_datetime, getaddresses
 
 from sequencer.errors import HeaderInjectionError
-from sequencer.templates import Rendered
+from sequencer.templating.templates import Rendered
 
 _CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")

@@ -13,16 +13,16 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from sequencer import machine, timing
-from sequencer.app import App
-from sequencer.classify import Kind, Verdict, classify
+from sequencer.core import machine, timing
+from sequencer.core.classify import Kind, Verdict, classify
+from sequencer.core.machine import EnrollmentState
 from sequencer.errors import RetryLater
 from sequencer.eventlog import EventRecord, emit
-from sequencer.machine import EnrollmentState
-from sequencer.mail.inbox import Inbound
-from sequencer.store import inbox as store_inbox
+from sequencer.mail.watching import Inbound
+from sequencer.store import inbound as store_inbound
 from sequencer.store.db import StoreError
-from sequencer.store.inbox import Target
+from sequencer.store.inbound import Target
+from sequencer.workspace import App
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +68,13 @@ def _handle(app: App, mailbox: str, message: Inbound) -> EventRecord | None:
         return None
     address = verdict.recipient if verdict.kind in (Kind.BOUNCE, Kind.COMPLAINT) \
         else verdict.sender
-    target = store_inbox.match(app.store, mailbox, references=verdict.references,
+    target = store_inbound.match(app.store, mailbox, references=verdict.references,
                                original=verdict.original_message_id, address=address)
     if target is None:
         logger.info("inbound %s uid %s: %s from %s matches no enrollment (%s)", mailbox,
                     message.uid, verdict.kind.value, address or "?", verdict.reason)
         return None
-    seen = store_inbox.Seen(mailbox, key, verdict.kind.value)
+    seen = store_inbound.Seen(mailbox, key, verdict.kind.value)
     record = _apply(app, target, verdict, what, now, seen)
     if record is None:
         logger.info("inbound %s uid %s: %s already handled", mailbox, message.uid, key)
@@ -82,7 +82,7 @@ def _handle(app: App, mailbox: str, message: Inbound) -> EventRecord | None:
 
 
 def _apply(app: App, target: Target, verdict: Verdict, what: machine.Inbound,
-           now: datetime, seen: store_inbox.Seen) -> EventRecord | None:
+           now: datetime, seen: store_inbound.Seen) -> EventRecord | None:
     seq = app.sequences.get(target.sequence)
     stop_on = seq.stop_on if seq else frozenset({"reply", "bounce", "unsubscribe",
                                                  "complaint"})
@@ -106,13 +106,13 @@ def _apply(app: App, target: Target, verdict: Verdict, what: machine.Inbound,
             detail=f"back on {verdict.return_date.isoformat()}; next step not before "
                    f"{back.strftime('%Y-%m-%d %H:%M')}Z",
             enrollment_id=target.enrollment_id)
-        applied = store_inbox.delay(app.store, target, back, new_due, record, seen, now)
+        applied = store_inbound.delay(app.store, target, back, new_due, record, seen, now)
     elif effect.state is not None or effect.suppress:
-        applied = store_inbox.halt(
+        applied = store_inbound.halt(
             app.store, target, effect.state or EnrollmentState(target.state), now, record,
             seen, suppress=f"{what.value}: {verdict.reason}" if effect.suppress else None)
     else:
-        applied = store_inbox.note(app.store, record, seen, now)
+        applied = store_inbound.note(app.store, record, seen, now)
     if not applied:
         return None
     emit(record)

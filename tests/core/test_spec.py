@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sequencer.errors import SpecError
-from sequencer.spec import (
+from sequencer.core.spec import (
     STOP_REASONS,
     SendWindow,
     Sequence,
@@ -20,6 +19,7 @@ from sequencer.spec import (
     load_sequences,
     resolve_sequence,
 )
+from sequencer.errors import SpecError
 
 GOOD = """\
 name: trade-show

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sequencer.spec import SendWindow, Step, Wait
+from sequencer.core.spec import SendWindow, Step, Wait
 
 UTC = UTC
 

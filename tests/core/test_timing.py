@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sequencer import timing
-from sequencer.spec import SendWindow, Step, Wait
+from sequencer.core import timing
+from sequencer.core.spec import SendWindow, Step, Wait
 
 NY = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")

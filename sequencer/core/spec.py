@@ -17,8 +17,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints
 
 from sequencer.config import parse_duration
+from sequencer.core.yamlfile import Loc, YamlDocument, read_yaml, validate
 from sequencer.errors import ConfigError, SpecError
-from sequencer.yamlfile import Loc, YamlDocument, read_yaml, validate
 
 STOP_REASONS = frozenset({"reply", "bounce", "unsubscribe", "complaint"})
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from sequencer.machine import SendStatus
+from sequencer.core.machine import SendStatus
 from sequencer.store.db import Store
 from sequencer.store.schema import enrollments, sends
 

@@ -18,11 +18,11 @@ from pathlib import Path
 from sqlalchemy import select
 
 import sequencer
-from sequencer.app import App
-from sequencer.enrollment import run_enroll
 from sequencer.errors import SequencerError
-from sequencer.store.queries import status
 from sequencer.store.schema import enrollments, sends
+from sequencer.store.status import status
+from sequencer.usecases.importing import run_enroll
+from sequencer.workspace import App
 
 DEMO_SEQUENCE = """\
 name: demo

@@ -6,9 +6,9 @@ from collections.abc import Sequence as Seq
 from pathlib import Path
 
 from sequencer.config import Settings, load_settings
+from sequencer.core.spec import Sequence, load_sequence, load_sequences, resolve_sequence
 from sequencer.errors import SequencerError, SpecError
-from sequencer.spec import Sequence, load_sequence, load_sequences, resolve_sequence
-from sequencer.templates import TemplateSet
+from sequencer.templating.templates import TemplateSet
 
 
 def check_sequence(seq: Sequence, settings: Settings, templates: TemplateSet) -> list[str]:

@@ -48,7 +48,7 @@ from typing import Any, Literal, TypeVar
 from aioimaplib import aioimaplib
 
 from sequencer.errors import RetryLater, WatcherError
-from sequencer.mail.inbox import (
+from sequencer.mail.watching import (
     DEFAULT_MAX_BYTES,
     TRUNCATED_BODY_BYTES,
     Cursor,

@@ -16,9 +16,10 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 from zoneinfo import ZoneInfo
 
-from sequencer import machine, timing
-from sequencer.app import App
-from sequencer.compose import compose
+from sequencer.core import machine, timing
+from sequencer.core.compose import compose
+from sequencer.core.machine import EnrollmentState, Event, SendStatus
+from sequencer.core.spec import Sequence
 from sequencer.errors import (
     AuthenticationError,
     DeliveryAborted,
@@ -30,11 +31,10 @@ from sequencer.errors import (
     TransientDeliveryError,
 )
 from sequencer.eventlog import EventRecord, emit
-from sequencer.machine import EnrollmentState, Event, SendStatus
 from sequencer.mail.smtp import SmtpAccount, SmtpSender
-from sequencer.spec import Sequence
 from sequencer.store import work
 from sequencer.store.work import Claim, Job
+from sequencer.workspace import App
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sequencer.mail.imap import (
+from sequencer.mail.imap.watcher import (
     ImapAccount,
     ImapWatcher,
     WatcherState,
@@ -19,7 +19,7 @@ from sequencer.mail.imap import (
     plan_batches,
     uid_set,
 )
-from sequencer.mail.inbox import TRUNCATED_BODY_BYTES, Cursor, MemoryCursorStore
+from sequencer.mail.watching import TRUNCATED_BODY_BYTES, Cursor, MemoryCursorStore
 from tests.fixtures.dovecot import DovecotServer
 from tests.mail.recording import Recorder, message, until, watching
 from tests.mail.tcpstall import stalling_proxy
@@ -101,7 +101,7 @@ def deliver_to_maildir(dovecot: DovecotServer, raw: bytes, name: str) -> None:
 async def test_reply_that_arrives_while_dovecot_is_down_is_found_after_it_restarts(
     dovecot: DovecotServer, account: ImapAccount, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="sequencer.mail.imap")
+    caplog.set_level(logging.INFO, logger="sequencer.mail.imap.watcher")
     dovecot.append(message(1))
     recorder = Recorder()
     watcher = watcher_for(account, recorder)
@@ -124,7 +124,7 @@ async def test_reply_that_arrives_while_dovecot_is_down_is_found_after_it_restar
 async def test_half_open_connection_is_detected_by_the_reidle_timeout_and_recovered(
     dovecot: DovecotServer, account: ImapAccount, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="sequencer.mail.imap")
+    caplog.set_level(logging.INFO, logger="sequencer.mail.imap.watcher")
     recorder = Recorder()
     async with stalling_proxy(dovecot.host, dovecot.port) as proxy:
         via_proxy = replace(account, port=proxy.port)

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from sequencer.machine import EnrollmentState, Event
+from sequencer.core.machine import EnrollmentState, Event
+from sequencer.core.spec import Sequence
 from sequencer.prospects import Prospect, Rejected
-from sequencer.spec import Sequence
 from sequencer.store.db import Store, StoreError
 from sequencer.store.events import BulkInsert
 from sequencer.store.schema import enrollments, events, prospects, suppressions

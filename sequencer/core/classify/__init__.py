@@ -21,7 +21,7 @@ from email.message import Message
 from enum import StrEnum
 from typing import Literal
 
-from sequencer import bounce as bn
+from sequencer.core.classify import bounce as bn
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from sequencer.classify import Kind, Verdict, classify, new_text, return_date
+from sequencer.core.classify import Kind, Verdict, classify, new_text, return_date
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "sisimai"
-DATA = Path(__file__).resolve().parent / "data"
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "sisimai"
+DATA = Path(__file__).resolve().parents[1] / "data"
 NOW = datetime(2025, 11, 20, 12, 0, tzinfo=UTC)  # a Thursday
 OWN = frozenset({"dana@example.com"})
 
@@ -520,7 +520,7 @@ def test_hostile_message_comes_back_quickly_with_a_verdict(make):
 
 
 def test_hostile_message_that_breaks_the_parser_is_unrelated_and_logged(caplog):
-    with caplog.at_level(logging.WARNING, logger="sequencer.classify"):
+    with caplog.at_level(logging.WARNING, logger="sequencer.core.classify"):
         verdict = classify(_deep_parts())
     assert (verdict.kind, verdict.reason) == (Kind.UNRELATED, "unparseable: RecursionError")
     assert "unparseable inbound message" in caplog.text

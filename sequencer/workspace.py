@@ -8,10 +8,10 @@ from datetime import datetime
 from pathlib import Path
 
 from sequencer.config import MailboxConfig, Settings, load_settings
+from sequencer.core.spec import Sequence, load_sequences
 from sequencer.errors import SpecError
-from sequencer.spec import Sequence, load_sequences
 from sequencer.store.db import Store, utcnow
-from sequencer.templates import TemplateSet
+from sequencer.templating.templates import TemplateSet
 
 Clock = Callable[[], datetime]
 

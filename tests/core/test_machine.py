@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sequencer import machine
-from sequencer.machine import EnrollmentState as S
-from sequencer.machine import Event, Inbound
+from sequencer.core import machine
+from sequencer.core.machine import EnrollmentState as S
+from sequencer.core.machine import Event, Inbound
 
 ALL_STOPS = frozenset({"reply", "bounce", "unsubscribe", "complaint"})
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sequencer.mail.inbox import Cursor
+from sequencer.mail.watching import Cursor
 from sequencer.store.db import Store
-from sequencer.store.inbox import DbCursorStore, drop_lease, hold_lease
+from sequencer.store.inbound import DbCursorStore, drop_lease, hold_lease
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 

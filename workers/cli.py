@@ -40,7 +40,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _load(config: Path | None):  # type: ignore[no-untyped-def]
-    from sequencer.app import App
+    from sequencer.workspace import App
 
     try:
         return App.load(config)
@@ -59,7 +59,7 @@ def validate(
     config: ConfigOpt = None,
 ) -> None:
     """Check sequences and their templates; exit 1 with file, line and reason on error."""
-    from sequencer.validation import validate_sequences
+    from sequencer.usecases.checking import validate_sequences
 
     errors, checked = validate_sequences(config, sequences or [])
     for line in checked:
@@ -78,7 +78,7 @@ def enroll(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Import prospects from CSV into a sequence (rejected rows listed with their line)."""
-    from sequencer.enrollment import run_enroll
+    from sequencer.usecases.importing import run_enroll
 
     application = _load(config)
     try:
@@ -198,7 +198,7 @@ def status(
     email: Annotated[Optional[str], typer.Option(help="only this address")] = None,  # noqa: UP045
 ) -> None:
     """Every enrollment: state, last step sent, next due time."""
-    from sequencer.store.queries import status as query
+    from sequencer.store.status import status as query
 
     application = _load(config)
     try:
@@ -227,7 +227,7 @@ def classify(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """How the watcher reads a message: reply, auto_reply, bounce, complaint, unsubscribe…"""
-    from sequencer.classify import classify as read
+    from sequencer.core.classify import classify as read
 
     results = []
     for path in files:
@@ -253,7 +253,7 @@ def preview(
     config: ConfigOpt = None,
 ) -> None:
     """Render that prospect's emails, step by step."""
-    from sequencer.enrollment import render_preview
+    from sequencer.usecases.importing import render_preview
 
     application = _load(config)
     try:
@@ -265,7 +265,7 @@ def preview(
 
 
 def _control(action: str, email: str, config: Path | None, sequence: str | None) -> None:
-    from sequencer.enrollment import control
+    from sequencer.usecases.importing import control
 
     application = _load(config)
     try:
@@ -318,7 +318,7 @@ def demo(
     log_format: LogFormat = "human",
 ) -> None:
     """The whole loop on embedded defaults, in under a minute, with nothing installed."""
-    from sequencer.demo import run_demo
+    from workers.demo import run_demo
 
     _check_log_format(log_format)
     eventlog.configure(log_format)

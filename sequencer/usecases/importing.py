@@ -9,16 +9,16 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sequencer import timing
-from sequencer.app import App
+from sequencer.core import timing
+from sequencer.core.spec import Sequence, load_sequence, resolve_sequence
 from sequencer.errors import EnrollError, SpecError
 from sequencer.eventlog import EventRecord
 from sequencer.prospects import Prospect, Rejected, count_rows, read_prospects
-from sequencer.spec import Sequence, load_sequence, resolve_sequence
 from sequencer.store import control as store_control
-from sequencer.store.enroll import Enrolled, enroll
-from sequencer.templates import BUILTIN_VARIABLES
-from sequencer.validation import check_sequence
+from sequencer.store.enrollments import Enrolled, enroll
+from sequencer.templating.templates import BUILTIN_VARIABLES
+from sequencer.usecases.checking import check_sequence
+from sequencer.workspace import App
 
 
 @dataclass
@@ -98,8 +98,8 @@ def _progress(csv: Path):  # type: ignore[no-untyped-def]
 def render_preview(app: App, ref: str, email: str) -> str:
     from sqlalchemy import select
 
-    from sequencer.delivery import template_context
     from sequencer.store.schema import enrollments
+    from sequencer.usecases.sending import template_context
 
     seq = load_checked_sequence(app, ref)
     address = email.strip().lower()
@@ -130,8 +130,8 @@ def _wait_text(step: object) -> str:
 
 def control(app: App, action: str, email: str,
             sequence: str | None) -> tuple[list[EventRecord], list[str]]:
-    from sequencer.delivery import next_due_after
     from sequencer.eventlog import emit
+    from sequencer.usecases.sending import next_due_after
 
     def due_after(seq_name: str, index: int, now: datetime, tz: str) -> datetime | None:
         seq = app.sequences.get(seq_name)
