@@ -27,6 +27,7 @@ from email.parser import Parser
 from email.policy import compat32
 from email.utils import format_datetime, getaddresses
 
+from sequencer.core.addresses import AddressError, ascii_domain
 from sequencer.errors import HeaderInjectionError
 from sequencer.templating.templates import Rendered
 
@@ -70,10 +71,10 @@ class Envelope:
 
 def new_message_id(domain: str) -> str:
     """A fresh, globally unique Message-ID: ``<{uuid4 hex}@{domain}>``."""
-    ascii_domain = _ascii_domain(domain)
-    if not _DOMAIN.fullmatch(ascii_domain):
+    a_label = _ascii_domain(domain)
+    if not _DOMAIN.fullmatch(a_label):
         raise ValueError(f"invalid Message-ID domain {domain!r}")
-    return f"<{uuid.uuid4().hex}@{ascii_domain.rstrip('.')}>"
+    return f"<{uuid.uuid4().hex}@{a_label.rstrip('.')}>"
 
 
 def check_header_value(name: str, value: str) -> None:
@@ -247,11 +248,12 @@ def _header_address(address: str) -> str:
 
 
 def _ascii_domain(domain: str) -> str:
+    """IDNA 2008 A-labels (``faß.de`` is ``xn--fa-hia.de``, never IDNA 2003's ``fass.de``)."""
     if domain.isascii():
         return domain
     try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError as err:
+        return ascii_domain(domain)
+    except AddressError as err:
         raise HeaderInjectionError(f"invalid domain {domain!r}") from err
 
 

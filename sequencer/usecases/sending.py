@@ -17,6 +17,7 @@ from email.utils import parseaddr
 from zoneinfo import ZoneInfo
 
 from sequencer.core import machine, timing
+from sequencer.core.addresses import AddressError, sending_address
 from sequencer.core.compose import compose
 from sequencer.core.machine import EnrollmentState, Event, SendStatus
 from sequencer.core.spec import Sequence
@@ -118,6 +119,7 @@ async def deliver(app: App, claim: Claim, senders: Senders) -> None:
             app, email=job.email, variables=job.vars, mailbox=job.mailbox,
             sequence=seq.name, step=step.name, message_id=job.message_id))
         thread = step.thread and job.thread_message_id is not None
+        rcpt = sending_address(job.email)  # an IDN domain goes out as its A-label
         data = compose(
             sender=mailbox.sender, to=job.email, rendered=rendered,
             message_id=job.message_id, date=app.clock(),
@@ -126,7 +128,7 @@ async def deliver(app: App, claim: Claim, senders: Senders) -> None:
             thread_subject=job.thread_subject if thread else None,
             list_unsubscribe=_unsubscribe_url(app, job.mailbox, job.message_id),
         )
-    except (TemplateError, HeaderInjectionError) as err:
+    except (TemplateError, HeaderInjectionError, AddressError) as err:
         _finish_failed(app, job, None, f"cannot compose: {err}", base)
         return
     _crash(app, "after_claim")
@@ -143,7 +145,7 @@ async def deliver(app: App, claim: Claim, senders: Senders) -> None:
 
     try:
         accepted = await senders.get(job.mailbox).send(
-            mailbox.sender_address, job.email, data, before_data=before_data)
+            mailbox.sender_address, rcpt, data, before_data=before_data)
     except DeliveryAborted:
         if gate is work.Gate.HALTED:
             work.release(app.store, job, app.clock())

@@ -301,6 +301,13 @@ def test_idn_domain_is_written_in_ascii_form() -> None:
     assert message["To"].addresses[0].addr_spec == "ana@xn--mnchen-3ya.example"
 
 
+def test_idn_domains_use_idna_2008_not_2003() -> None:
+    """IDNA 2003 maps ß to ss: faß.de would go to fass.de, which is another domain."""
+    message = parse(build(to="Ana@faß.de"))
+    assert message["To"].addresses[0].addr_spec == "Ana@xn--fa-hia.de"
+    assert new_message_id("faß.de").endswith("@xn--fa-hia.de>")
+
+
 async def test_smtp_server_receives_the_injection_attempt_as_one_harmless_message(
     smtp_server: Any,
 ) -> None:
