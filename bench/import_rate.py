@@ -92,11 +92,11 @@ def rate_read(csv: Path, rows: int) -> float:
 def full_enroll(csv: Path, rows: int, traced: bool) -> dict[str, float]:
     """One full `sequencer enroll` into a fresh working folder (call in a fresh process)."""
     from sequencer.usecases.importing import run_enroll
-    from sequencer.workspace import App
+    from sequencer.workspace import Workspace
 
     with tempfile.TemporaryDirectory() as tmp:
         config = build_workdir(Path(tmp))
-        app = App.load(config)
+        app = Workspace.load(config)
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         if traced:
             tracemalloc.start()

@@ -297,7 +297,7 @@ def one_run(args: argparse.Namespace, run_no: int) -> dict[str, Any]:
 
     from sequencer.store.schema import enrollments, events, mailboxes, sends
     from sequencer.usecases.importing import run_enroll
-    from sequencer.workspace import App
+    from sequencer.workspace import Workspace
     from workers.run import run
 
     assert DOVECOT is not None, "dovecot is not installed (apt-get install dovecot-imapd)"
@@ -318,7 +318,7 @@ def one_run(args: argparse.Namespace, run_no: int) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="reply-latency-") as tmp:
             root = Path(tmp)
             config = build_workdir(root, smtp_port, server, n, args.tick)
-            app = App.load(config)
+            app = Workspace.load(config)
             enrolled = run_enroll(app, SEQUENCE, root / "prospects.csv", progress=False)
             if enrolled.enrolled != n:
                 raise SystemExit(f"enrolled {enrolled.enrolled} of {n}: {enrolled.rejected}")

@@ -79,9 +79,9 @@ def build_workdir(root: Path, port: int, n: int) -> Path:
 def sample_message(root: Path) -> bytes:
     from sequencer.core.compose import compose, new_message_id
     from sequencer.store.db import utcnow
-    from sequencer.workspace import App
+    from sequencer.workspace import Workspace
 
-    app = App.load(root / "sequencer.yaml")
+    app = Workspace.load(root / "sequencer.yaml")
     rendered = app.templates.get("hello").render(
         {"first_name": "Pat1", "company": "Company 1", "sender": "Dana Reyes",
          "email": "p1@example.com", "sequence": "bench", "step": "hello",
@@ -108,10 +108,10 @@ def engine(root: Path, n: int, threads: int, timeout_s: float = 600) -> tuple[fl
 
     from sequencer.store.schema import enrollments
     from sequencer.usecases.importing import run_enroll
-    from sequencer.workspace import App
+    from sequencer.workspace import Workspace
     from workers.run import run
 
-    app = App.load(root / "sequencer.yaml")
+    app = Workspace.load(root / "sequencer.yaml")
     summary = run_enroll(app, "bench", root / "prospects.csv", progress=False)
     if summary.enrolled != n:
         reasons = {r.reason for r in summary.rejected[:5]}
@@ -180,7 +180,7 @@ def scaled(root: Path, n: int, processes: int, threads: int, pg: str | None = No
     from sqlalchemy import create_engine, text
 
     from sequencer.usecases.importing import run_enroll
-    from sequencer.workspace import App
+    from sequencer.workspace import Workspace
 
     redis_proc, url = start_redis(root)
     config = root / "sequencer.yaml"
@@ -191,7 +191,7 @@ def scaled(root: Path, n: int, processes: int, threads: int, pg: str | None = No
         database, drop = fresh_pg_database(pg)
         text_ = text_.replace("database: sqlite:///bench.db", f"database: {database}")
     config.write_text(text_)
-    app = App.load(config)
+    app = Workspace.load(config)
     run_enroll(app, "bench", root / "prospects.csv", progress=False)
     app.close()
     env = {**os.environ, "PYTHONPATH": str(REPO)}

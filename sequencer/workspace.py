@@ -1,11 +1,17 @@
-"""The loaded working folder: settings, store, sequences and templates, read once."""
+"""The loaded working folder: settings, store, sequences and templates, read once.
+
+A ``Workspace`` is a value: nothing changes it after loading. State that changes while a
+process runs lives with its owner (the mailboxes a send thread saw fail are on
+``usecases.sending.Senders``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 
 from sequencer.config import MailboxConfig, Settings, load_settings
 from sequencer.core.spec import Sequence, load_sequences
@@ -16,33 +22,31 @@ from sequencer.templating.templates import TemplateSet
 Clock = Callable[[], datetime]
 
 
-@dataclass
-class App:
+@dataclass(frozen=True)
+class Workspace:
     settings: Settings
     store: Store
-    sequences: dict[str, Sequence]
+    sequences: Mapping[str, Sequence]
     templates: TemplateSet
     clock: Clock = field(default=utcnow)
-    crash_at: str | None = None  # tests only: where delivery kills its own process
-    paused_mailboxes: set[str] = field(default_factory=set)  # this process saw them fail
 
     @classmethod
     def load(cls, config: Path | None = None, *, clock: Clock = utcnow,
-             create: bool = True) -> App:
+             create: bool = True) -> Workspace:
         settings = load_settings(config)
         return cls.from_settings(settings, clock=clock, create=create)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock = utcnow,
-                      create: bool = True) -> App:
+                      create: bool = True) -> Workspace:
         store = Store(settings.database)
         if create:
             store.create()
         sequences = {}
         if settings.sequences_dir.is_dir():
             sequences = {s.name: s for s in load_sequences(settings.sequences_dir)}
-        return cls(settings, store, sequences, TemplateSet(settings.templates_dir), clock,
-                   crash_at=settings.test_crash_at)
+        return cls(settings, store, MappingProxyType(sequences),
+                   TemplateSet(settings.templates_dir), clock)
 
     def mailbox(self, name: str) -> MailboxConfig:
         return self.settings.mailboxes[name]

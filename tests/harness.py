@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sequencer.config import load_settings
 from sequencer.store.work import Claim
 from sequencer.usecases.sending import Senders, deliver
-from sequencer.workspace import App
+from sequencer.workspace import Workspace
 from tests.workdir import Workdir
 from workers.scheduler import Scheduler
 
@@ -30,7 +30,7 @@ class Engine:
 
     def __init__(self, wd: Workdir, clock: Clock | None = None) -> None:
         self.clock = clock or Clock()
-        self.app = App.from_settings(load_settings(wd.config, env=wd.env), clock=self.clock)
+        self.app = Workspace.from_settings(load_settings(wd.config, env=wd.env), clock=self.clock)
         self.claims: list[Claim] = []
         self.scheduler = Scheduler(self.app, self.claims.append)
         self.runner = asyncio.Runner()

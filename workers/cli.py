@@ -40,10 +40,10 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _load(config: Path | None):  # type: ignore[no-untyped-def]
-    from sequencer.workspace import App
+    from sequencer.workspace import Workspace
 
     try:
-        return App.load(config)
+        return Workspace.load(config)
     except SequencerError as err:
         raise _fail(str(err)) from err
 

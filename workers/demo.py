@@ -22,7 +22,7 @@ from sequencer.errors import SequencerError
 from sequencer.store.schema import enrollments, sends
 from sequencer.store.status import status
 from sequencer.usecases.importing import run_enroll
-from sequencer.workspace import App
+from sequencer.workspace import Workspace
 
 DEMO_SEQUENCE = """\
 name: demo
@@ -108,7 +108,7 @@ class _Outbox:
         return "250 2.0.0 queued"
 
 
-def _drop_reply(app: App, maildir: Path) -> bool:
+def _drop_reply(app: Workspace, maildir: Path) -> bool:
     with app.store.read() as conn:
         row = conn.execute(
             select(sends.c.message_id, sends.c.subject)
@@ -148,7 +148,7 @@ def run_demo(directory: Path) -> int:
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     print(f"demo folder {directory}: SMTP on 127.0.0.1:{port} -> outbox/, inbox Maildir/")
-    app = App.load(settings_file)
+    app = Workspace.load(settings_file)
     try:
         summary = run_enroll(app, "demo", directory / "prospects.csv", progress=False)
         print(f"enrolled {summary.enrolled} prospects into demo "

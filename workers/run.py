@@ -16,7 +16,7 @@ from dramatiq.brokers.stub import StubBroker
 from sequencer.config import redact_url
 from sequencer.store import work
 from sequencer.store.work import Claim
-from sequencer.workspace import App
+from sequencer.workspace import Workspace
 from workers import actors, runtime
 from workers.broker import QUEUE, make_broker
 from workers.scheduler import Scheduler
@@ -25,7 +25,7 @@ from workers.watch import start_watchers
 logger = logging.getLogger(__name__)
 
 
-def start_workers(app: App, threads: int) -> tuple[dramatiq.Broker, dramatiq.Worker,
+def start_workers(app: Workspace, threads: int) -> tuple[dramatiq.Broker, dramatiq.Worker,
                                                    dramatiq.Actor]:  # type: ignore[type-arg]
     broker = make_broker(app.settings.broker)
     actor = actors.declare(broker)
@@ -47,12 +47,11 @@ def stop_workers(broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
     broker.close()
 
 
-def run(app: App, stop: threading.Event, *, threads: int = 8, scheduler: bool = True,
+def run(app: Workspace, stop: threading.Event, *, threads: int = 8, scheduler: bool = True,
         senders: bool = True, watchers: bool = True,
         until: Callable[[], bool] | None = None) -> int:
     """Run until ``stop`` is set (or ``until()`` turns true); returns the exit code."""
     if senders:
-        app.paused_mailboxes.clear()
         for name in work.unpause_mailboxes(app.store):
             logger.info("mailbox %s was paused; trying it again", name)
     broker, worker, actor = start_workers(app, threads) if senders else (None, None, None)

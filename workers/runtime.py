@@ -8,22 +8,24 @@ import threading
 
 from sequencer.store.work import Claim
 from sequencer.usecases.sending import Senders, deliver
-from sequencer.workspace import App
+from sequencer.workspace import Workspace
 
-_app: App | None = None
+_app: Workspace | None = None
 _local = threading.local()
 _all: list[tuple[asyncio.AbstractEventLoop, Senders]] = []
 _lock = threading.Lock()
+_paused: set[str] = set()  # mailboxes whose credentials or TLS failed, for every send thread
 stopping = threading.Event()
 
 
-def install(app: App) -> None:
+def install(app: Workspace) -> None:
     global _app
     _app = app
+    _paused.clear()
     stopping.clear()
 
 
-def app() -> App:
+def app() -> Workspace:
     if _app is None:
         raise RuntimeError("workers.runtime.install(app) was not called in this process")
     return _app
@@ -32,7 +34,7 @@ def app() -> App:
 def _thread_state() -> tuple[asyncio.AbstractEventLoop, Senders]:
     state: tuple[asyncio.AbstractEventLoop, Senders] | None = getattr(_local, "state", None)
     if state is None:
-        state = (asyncio.new_event_loop(), Senders(app()))
+        state = (asyncio.new_event_loop(), Senders(app(), _paused))
         _local.state = state
         with _lock:
             _all.append(state)

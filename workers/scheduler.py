@@ -16,13 +16,13 @@ from sequencer.core.compose import new_message_id
 from sequencer.eventlog import emit
 from sequencer.store import work
 from sequencer.store.work import Claim
-from sequencer.workspace import App
+from sequencer.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
 
 class Scheduler:
-    def __init__(self, app: App, enqueue: Callable[[Claim], None], *, batch: int = 500,
+    def __init__(self, app: Workspace, enqueue: Callable[[Claim], None], *, batch: int = 500,
                  backlog: Callable[[], int] | None = None) -> None:
         self.app = app
         self.enqueue = enqueue

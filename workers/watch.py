@@ -19,14 +19,14 @@ from sequencer.mail.maildir import MaildirWatcher
 from sequencer.mail.watching import Inbound, Watcher
 from sequencer.store import inbound as store_inbound
 from sequencer.usecases import receiving
-from sequencer.workspace import App
+from sequencer.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
 LEASE_S = 60.0
 
 
-def make_watcher(app: App, mailbox: MailboxConfig, cursors: store_inbound.DbCursorStore
+def make_watcher(app: Workspace, mailbox: MailboxConfig, cursors: store_inbound.DbCursorStore
                  ) -> Watcher | None:
     async def handler(message: Inbound) -> None:
         receiving.handle(app, mailbox.name, message)
@@ -43,7 +43,7 @@ def make_watcher(app: App, mailbox: MailboxConfig, cursors: store_inbound.DbCurs
     return None
 
 
-async def _watch(app: App, mailbox: MailboxConfig, stop: threading.Event) -> None:
+async def _watch(app: Workspace, mailbox: MailboxConfig, stop: threading.Event) -> None:
     """Supervise one mailbox's watcher: take the lease, run, and start again after any
     failure (a lost lease, a database error) with a capped backoff, until ``stop``."""
     owner = f"{socket.gethostname()}:{os.getpid()}:{mailbox.name}"
@@ -70,7 +70,7 @@ async def _sleep_unless(stop: threading.Event, seconds: float) -> None:
         await asyncio.sleep(0.1)
 
 
-def _try_lease(app: App, name: str, owner: str) -> bool:
+def _try_lease(app: Workspace, name: str, owner: str) -> bool:
     try:
         return store_inbound.hold_lease(app.store, name, owner, app.clock(), LEASE_S)
     except Exception:
@@ -78,7 +78,7 @@ def _try_lease(app: App, name: str, owner: str) -> bool:
         return False
 
 
-async def _watch_once(app: App, mailbox: MailboxConfig, stop: threading.Event,
+async def _watch_once(app: Workspace, mailbox: MailboxConfig, stop: threading.Event,
                       owner: str) -> None:
     cursors = store_inbound.DbCursorStore(app.store)
     watcher = make_watcher(app, mailbox, cursors)
@@ -124,7 +124,7 @@ async def _watch_once(app: App, mailbox: MailboxConfig, stop: threading.Event,
         raise RuntimeError(f"lost the lease on mailbox {mailbox.name}")
 
 
-def start_watchers(app: App, stop: threading.Event) -> list[threading.Thread]:
+def start_watchers(app: Workspace, stop: threading.Event) -> list[threading.Thread]:
     threads = []
     for mailbox in app.settings.mailboxes.values():
         if mailbox.imap is None and mailbox.inbox is None:

@@ -18,7 +18,7 @@ from sequencer.store import control as store_control
 from sequencer.store.enrollments import Enrolled, enroll
 from sequencer.templating.templates import BUILTIN_VARIABLES
 from sequencer.usecases.checking import check_sequence
-from sequencer.workspace import App
+from sequencer.workspace import Workspace
 
 
 @dataclass
@@ -29,16 +29,15 @@ class Summary:
     rejected: list[Rejected] = field(default_factory=list)
 
 
-def load_checked_sequence(app: App, ref: str) -> Sequence:
+def load_checked_sequence(app: Workspace, ref: str) -> Sequence:
     seq = load_sequence(resolve_sequence(ref, app.settings.sequences_dir))
     problems = check_sequence(seq, app.settings, app.templates)
     if problems:
         raise SpecError("; ".join(problems))
-    app.sequences.setdefault(seq.name, seq)
     return seq
 
 
-def required_variables(app: App, seq: Sequence) -> set[str]:
+def required_variables(app: Workspace, seq: Sequence) -> set[str]:
     needed: set[str] = set()
     for step in seq.steps:
         needed |= set(app.templates.get(step.template).required)
@@ -53,7 +52,7 @@ def first_due(seq: Sequence, now: datetime):  # type: ignore[no-untyped-def]
     return due
 
 
-def run_enroll(app: App, ref: str, csv: Path, *, progress: bool = True) -> Summary:
+def run_enroll(app: Workspace, ref: str, csv: Path, *, progress: bool = True) -> Summary:
     """Import ``csv`` into the sequence; file-level problems raise before anything is stored."""
     seq = load_checked_sequence(app, ref)
     required = required_variables(app, seq)
@@ -95,7 +94,7 @@ def _progress(csv: Path):  # type: ignore[no-untyped-def]
     return progress, task
 
 
-def render_preview(app: App, ref: str, email: str) -> str:
+def render_preview(app: Workspace, ref: str, email: str) -> str:
     from sqlalchemy import select
 
     from sequencer.store.schema import enrollments
@@ -128,7 +127,7 @@ def _wait_text(step: object) -> str:
     return str(wait.delta)
 
 
-def control(app: App, action: str, email: str,
+def control(app: Workspace, action: str, email: str,
             sequence: str | None) -> tuple[list[EventRecord], list[str]]:
     from sequencer.eventlog import emit
     from sequencer.usecases.sending import next_due_after

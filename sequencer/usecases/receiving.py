@@ -22,7 +22,7 @@ from sequencer.mail.watching import Inbound
 from sequencer.store import inbound as store_inbound
 from sequencer.store.db import StoreError
 from sequencer.store.inbound import Target
-from sequencer.workspace import App
+from sequencer.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +41,11 @@ def meaning(verdict: Verdict) -> machine.Inbound | None:
     return _MEANING.get(verdict.kind)
 
 
-def own_addresses(app: App) -> frozenset[str]:
+def own_addresses(app: Workspace) -> frozenset[str]:
     return frozenset(mb.sender_address for mb in app.settings.mailboxes.values())
 
 
-def handle(app: App, mailbox: str, message: Inbound) -> EventRecord | None:
+def handle(app: Workspace, mailbox: str, message: Inbound) -> EventRecord | None:
     """Classify one message and apply its effect; returns the event recorded, if any.
 
     A store failure raises ``RetryLater``: the watcher hands the message over again
@@ -57,7 +57,7 @@ def handle(app: App, mailbox: str, message: Inbound) -> EventRecord | None:
         raise RetryLater(f"could not record inbound mail: {err}") from err
 
 
-def _handle(app: App, mailbox: str, message: Inbound) -> EventRecord | None:
+def _handle(app: Workspace, mailbox: str, message: Inbound) -> EventRecord | None:
     now = app.clock()
     verdict = classify(message.raw, own_addresses=own_addresses(app), now=now)
     key = verdict.message_id or "sha256:" + hashlib.sha256(message.raw).hexdigest()
@@ -81,7 +81,7 @@ def _handle(app: App, mailbox: str, message: Inbound) -> EventRecord | None:
     return record
 
 
-def _apply(app: App, target: Target, verdict: Verdict, what: machine.Inbound,
+def _apply(app: Workspace, target: Target, verdict: Verdict, what: machine.Inbound,
            now: datetime, seen: store_inbound.Seen) -> EventRecord | None:
     seq = app.sequences.get(target.sequence)
     stop_on = seq.stop_on if seq else frozenset({"reply", "bounce", "unsubscribe",

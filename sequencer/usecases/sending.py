@@ -35,7 +35,7 @@ from sequencer.eventlog import EventRecord, emit
 from sequencer.mail.smtp import SmtpAccount, SmtpSender
 from sequencer.store import work
 from sequencer.store.work import Claim, Job
-from sequencer.workspace import App
+from sequencer.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def backoff(attempt: int, base: timedelta = RETRY_BASE, cap: timedelta = RETRY_C
     return delay
 
 
-def smtp_account(app: App, mailbox: str) -> SmtpAccount:
+def smtp_account(app: Workspace, mailbox: str) -> SmtpAccount:
     cfg = app.mailbox(mailbox).smtp
     return SmtpAccount(
         host=cfg.host, port=cfg.port, username=cfg.username,
@@ -60,10 +60,15 @@ def smtp_account(app: App, mailbox: str) -> SmtpAccount:
 
 
 class Senders:
-    """One reused SMTP connection per mailbox, per event loop (i.e. per worker thread)."""
+    """One reused SMTP connection per mailbox, per event loop (i.e. per worker thread).
 
-    def __init__(self, app: App) -> None:
+    ``paused`` holds the mailboxes whose credentials or TLS failed in this process: nothing
+    more is sent from them until a restart. The send threads of one process share one set.
+    """
+
+    def __init__(self, app: Workspace, paused: set[str] | None = None) -> None:
         self.app = app
+        self.paused: set[str] = set() if paused is None else paused
         self._senders: dict[str, SmtpSender] = {}
 
     def get(self, mailbox: str) -> SmtpSender:
@@ -78,7 +83,7 @@ class Senders:
         self._senders.clear()
 
 
-def next_due_after(app: App, seq: Sequence, index: int, previous: datetime, tz_name: str,
+def next_due_after(app: Workspace, seq: Sequence, index: int, previous: datetime, tz_name: str,
                    follow_up_by: object = None, not_before: datetime | None = None
                    ) -> datetime | None:
     """When step ``index`` of ``seq`` is due after ``previous``; None past the last step."""
@@ -92,13 +97,13 @@ def next_due_after(app: App, seq: Sequence, index: int, previous: datetime, tz_n
     )
 
 
-def _crash(app: App, point: str) -> None:
-    if app.crash_at == point:  # tests only: kill this process right here
+def _crash(app: Workspace, point: str) -> None:
+    if app.settings.test_crash_at == point:  # tests only: kill this process right here
         logger.warning("crash hook %s: killing the process", point)
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-async def deliver(app: App, claim: Claim, senders: Senders) -> None:
+async def deliver(app: Workspace, claim: Claim, senders: Senders) -> None:
     """Send the claimed step and record the outcome. Never raises for delivery outcomes."""
     job = work.load_job(app.store, claim)
     if job is None:
@@ -110,7 +115,7 @@ async def deliver(app: App, claim: Claim, senders: Senders) -> None:
         return
     step = seq.steps[job.step_index]
     mailbox = app.mailbox(job.mailbox)
-    if job.mailbox in app.paused_mailboxes:  # its credentials or TLS just failed here
+    if job.mailbox in senders.paused:  # its credentials or TLS just failed here
         work.release(app.store, job, app.clock())
         return
     base = _record(job, step.name, mailbox.name)
@@ -163,7 +168,7 @@ async def deliver(app: App, claim: Claim, senders: Senders) -> None:
             emit(rec)
         return
     except (AuthenticationError, TLSRequiredError) as err:
-        _pause_mailbox(app, job, str(err), base)
+        _pause_mailbox(app, job, str(err), base, senders.paused)
         return
     except PermanentDeliveryError as err:
         _finish_permanent(app, job, err, base, passed=gate is work.Gate.GO)
@@ -184,7 +189,7 @@ async def deliver(app: App, claim: Claim, senders: Senders) -> None:
             emit(rec)
 
 
-def template_context(app: App, *, email: str, variables: Mapping[str, object], mailbox: str,
+def template_context(app: Workspace, *, email: str, variables: Mapping[str, object], mailbox: str,
                      sequence: str, step: str, message_id: str | None) -> dict[str, object]:
     """What a template sees: the CSV columns plus the built-in variables."""
     context: dict[str, object] = dict(variables)
@@ -201,7 +206,7 @@ def sender_name(sender: str) -> str:
     return name or address
 
 
-def _unsubscribe_url(app: App, mailbox: str, message_id: str | None) -> str:
+def _unsubscribe_url(app: Workspace, mailbox: str, message_id: str | None) -> str:
     template = app.settings.unsubscribe_url
     if template and message_id:
         return template.replace("{token}", message_id.strip("<>"))
@@ -231,7 +236,7 @@ def _record(job: Job, step: str | None, mailbox: str) -> _RecordFactory:
     return _RecordFactory(job, step, mailbox)
 
 
-def _finish_failed(app: App, job: Job, code: int | None, detail: str,
+def _finish_failed(app: Workspace, job: Job, code: int | None, detail: str,
                    base: _RecordFactory | None = None, *, passed: bool = False) -> None:
     now = app.clock()
     rec = (base or _record(job, None, job.mailbox))(Event.FAILED, now, detail)
@@ -241,7 +246,7 @@ def _finish_failed(app: App, job: Job, code: int | None, detail: str,
         emit(rec)
 
 
-def _finish_permanent(app: App, job: Job, err: PermanentDeliveryError,
+def _finish_permanent(app: Workspace, job: Job, err: PermanentDeliveryError,
                       base: _RecordFactory, *, passed: bool) -> None:
     now = app.clock()
     if err.recipient_rejected:
@@ -255,7 +260,7 @@ def _finish_permanent(app: App, job: Job, err: PermanentDeliveryError,
     _finish_failed(app, job, err.code, f"permanent failure: {err}", base, passed=passed)
 
 
-def _retry_or_fail(app: App, job: Job, err: TransientDeliveryError,
+def _retry_or_fail(app: Workspace, job: Job, err: TransientDeliveryError,
                    base: _RecordFactory, *, passed: bool) -> None:
     now = app.clock()
     attempt = job.attempts + 1
@@ -277,8 +282,9 @@ def _retry_or_fail(app: App, job: Job, err: TransientDeliveryError,
         emit(rec)
 
 
-def _pause_mailbox(app: App, job: Job, reason: str, base: _RecordFactory) -> None:
-    app.paused_mailboxes.add(job.mailbox)
+def _pause_mailbox(app: Workspace, job: Job, reason: str, base: _RecordFactory,
+                   paused: set[str]) -> None:
+    paused.add(job.mailbox)
     work.release(app.store, job, app.clock())
     record = EventRecord(Event.PAUSED, app.clock(), mailbox=job.mailbox,
                          detail=f"mailbox paused until restart: {reason}")
