@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 import zoneinfo
 from dataclasses import dataclass
-from datetime import time, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import IntEnum
 from pathlib import Path
 from typing import Annotated
 
+import holidays as holiday_data
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints
 
 from sequencer.config import parse_duration
@@ -21,6 +22,11 @@ from sequencer.core.yamlfile import Loc, YamlDocument, read_yaml, validate
 from sequencer.errors import ConfigError, SpecError
 
 STOP_REASONS = frozenset({"reply", "bounce", "unsubscribe", "complaint"})
+
+# ISO 3166 alpha-2 codes that the `holidays` package has a public-holiday calendar for.
+COUNTRIES = frozenset(
+    code for code in holiday_data.list_supported_countries() if len(code) == 2
+)
 
 
 class Weekday(IntEnum):
@@ -49,17 +55,53 @@ class Wait:
 
 @dataclass(frozen=True)
 class SendWindow:
-    """Days (0 = Monday … 6 = Sunday) and hours [start, end) when a step may go out."""
+    """Days (0 = Monday … 6 = Sunday) and hours [start, end) when a step may go out.
+
+    ``spread``: a step moved to the window's opening goes out somewhere in the first
+    ``spread`` of the window instead (deterministic per enrollment and step), so a batch
+    does not leave at 09:00:00 sharp. Zero: exactly at the opening.
+    """
 
     days: frozenset[int]
     start: time
     end: time
+    spread: timedelta = timedelta(0)
 
     def __post_init__(self) -> None:
         if not self.days or not self.days <= set(Weekday):
             raise ValueError("days must be a non-empty set of 0 (Monday) … 6 (Sunday)")
         if not self.start < self.end:
             raise ValueError("a send window must start before it ends")
+        if self.spread < timedelta(0) or self.spread > self.length:
+            raise ValueError("spread must be between 0 and the length of the window")
+
+    @property
+    def length(self) -> timedelta:
+        day = date(2000, 1, 3)
+        return datetime.combine(day, self.end) - datetime.combine(day, self.start)
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """Limits on how often one prospect hears from us, over all their sequences.
+
+    ``min_gap``: at least this long after the previous email to the prospect.
+    ``max_per_week``: at most this many emails to the prospect in any 7 days (rolling).
+    Both are off (None) unless the sequence sets them.
+    """
+
+    min_gap: timedelta | None = None
+    max_per_week: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_gap is not None and self.min_gap <= timedelta(0):
+            raise ValueError("min_gap must be longer than zero")
+        if self.max_per_week is not None and self.max_per_week < 1:
+            raise ValueError("max_per_week must be at least 1")
+
+    @property
+    def active(self) -> bool:
+        return self.min_gap is not None or self.max_per_week is not None
 
 
 @dataclass(frozen=True)
@@ -82,6 +124,20 @@ class Sequence:
     stop_on: frozenset[str]
     steps: tuple[Step, ...]
     path: Path
+    # None: each prospect's `country` column decides; empty: `holidays: none`; else the
+    # countries whose public holidays apply to prospects without a `country` of their own.
+    holidays: frozenset[str] | None = None
+    pacing: Pacing = Pacing()
+
+    @property
+    def date_columns(self) -> frozenset[str]:
+        """The columns that ``ahead_of`` reads: each must hold an ISO date (or be empty)."""
+        return frozenset(step.ahead_of for step in self.steps if step.ahead_of)
+
+    @property
+    def reads_country(self) -> bool:
+        """Whether a prospect's `country` column chooses their holidays."""
+        return self.holidays != frozenset()
 
     def step(self, index: int) -> Step:
         """The step at ``index`` (0-based); IndexError when there is none."""
@@ -173,6 +229,37 @@ def check_stop_on(value: object) -> frozenset[str]:
     return frozenset(value)
 
 
+def check_country(value: object) -> str:
+    """An ISO 3166 alpha-2 code with a public-holiday calendar (``US``, ``de``) -> ``US``."""
+    text = value.strip().upper() if isinstance(value, str) else ""
+    if text not in COUNTRIES:
+        raise ValueError(f"{value!r} is not an ISO 3166 alpha-2 country code with a "
+                         "public-holiday calendar (such as US, DE, GB)")
+    return text
+
+
+def check_holidays(value: object) -> frozenset[str]:
+    """``none`` (no holidays) or a list of country codes such as ``[US, DE]``."""
+    if isinstance(value, str) and value.strip().lower() == "none":
+        return frozenset()
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a list of country codes such as [US, DE], or none")
+    return frozenset(check_country(item) for item in value)
+
+
+def check_per_week(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("must be a whole number of emails, at least 1")
+    return value
+
+
+def _positive_span(value: object) -> timedelta:
+    span = _span(value)
+    if span <= timedelta(0):
+        raise ValueError("must be longer than zero, such as 3d")
+    return span
+
+
 def check_name(value: object) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", value):
         raise ValueError("use letters, digits, - and _")
@@ -198,6 +285,7 @@ class _Model(BaseModel):
 class _WindowModel(_Model):
     days: Annotated[frozenset[int], PlainValidator(parse_days)]
     hours: Annotated[tuple[time, time], PlainValidator(parse_hours)]
+    spread: Annotated[timedelta, PlainValidator(_span)] = timedelta(0)
 
 
 class _StepModel(_Model):
@@ -215,6 +303,9 @@ class _SequenceModel(_Model):
     timezone: Annotated[str, PlainValidator(check_timezone)] = "UTC"
     send_window: _WindowModel | None = None
     stop_on: Annotated[frozenset[str], PlainValidator(check_stop_on)] = STOP_REASONS
+    holidays: Annotated[frozenset[str], PlainValidator(check_holidays)] | None = None
+    min_gap: Annotated[timedelta, PlainValidator(_positive_span)] | None = None
+    max_per_week: Annotated[int, PlainValidator(check_per_week)] | None = None
     steps: list[_StepModel] = Field(min_length=1)
 
 
@@ -232,16 +323,27 @@ def build_sequence(doc: YamlDocument) -> Sequence:
     steps: list[Step] = []
     for index, step in enumerate(raw.steps):
         steps.append(_step(doc, index, step, {earlier.name for earlier in steps}))
-    window = raw.send_window
     return Sequence(
         name=raw.name,
         mailbox=raw.mailbox,
         timezone=raw.timezone,
-        send_window=None if window is None else SendWindow(window.days, *window.hours),
+        send_window=_window(doc, raw.send_window),
         stop_on=raw.stop_on,
         steps=tuple(steps),
         path=doc.path,
+        holidays=raw.holidays,
+        pacing=Pacing(raw.min_gap, raw.max_per_week),
     )
+
+
+def _window(doc: YamlDocument, raw: _WindowModel | None) -> SendWindow | None:
+    if raw is None:
+        return None
+    try:
+        return SendWindow(raw.days, *raw.hours, spread=raw.spread)
+    except ValueError as err:
+        raise SpecError(f"send_window: {err}", doc.path,
+                        doc.line_of(("send_window", "spread"))) from None
 
 
 def _step(doc: YamlDocument, index: int, raw: _StepModel, earlier: set[str]) -> Step:

@@ -10,6 +10,7 @@ import pytest
 
 from sequencer.core.spec import (
     STOP_REASONS,
+    Pacing,
     SendWindow,
     Sequence,
     Step,
@@ -559,3 +560,65 @@ def test_a_broken_sequence_stops_loading_the_folder(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as caught:
         load_sequences(tmp_path)
     assert str(caught.value) == f"{broken}:7: unknown key 'extra'"
+
+
+# --- holidays, jitter and pacing (issue 8) ----------------------------------------------
+
+
+def top(extra: str) -> str:
+    return MINIMAL.replace("steps:", f"{extra}\nsteps:")
+
+
+def test_holidays_pacing_and_spread_are_off_unless_set(tmp_path: Path) -> None:
+    sequence = load(tmp_path, MINIMAL)
+    assert sequence.holidays is None and sequence.reads_country
+    assert sequence.pacing == Pacing() and not sequence.pacing.active
+    assert load(tmp_path, window("mon-fri")).send_window.spread == timedelta(0)  # type: ignore[union-attr]
+
+
+def test_holidays_take_a_list_of_country_codes_or_none(tmp_path: Path) -> None:
+    assert load(tmp_path, top("holidays: [US, de]")).holidays == frozenset({"US", "DE"})
+    off = load(tmp_path, top("holidays: none"))
+    assert off.holidays == frozenset() and not off.reads_country
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("[USA]", "3: holidays: 'USA' is not an ISO 3166 alpha-2 country code"),
+    ("[XX]", "3: holidays: 'XX' is not an ISO 3166 alpha-2 country code"),
+    ("US", "3: holidays: must be a list of country codes such as [US, DE], or none"),
+    ("[]", "3: holidays: must be a list of country codes such as [US, DE], or none"),
+])
+def test_unknown_holiday_countries_are_refused_on_their_line(
+    tmp_path: Path, value: str, reason: str
+) -> None:
+    assert error_of(tmp_path, top(f"holidays: {value}")).startswith(reason)
+
+
+def test_min_gap_and_max_per_week_load(tmp_path: Path) -> None:
+    sequence = load(tmp_path, top("min_gap: 3d\nmax_per_week: 2"))
+    assert sequence.pacing == Pacing(min_gap=timedelta(days=3), max_per_week=2)
+    assert sequence.pacing.active
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("min_gap: 0s", "3: min_gap: must be longer than zero, such as 3d"),
+    ("min_gap: 3", "3: min_gap: "),
+    ("max_per_week: 0", "3: max_per_week: must be a whole number of emails, at least 1"),
+    ("max_per_week: two", "3: max_per_week: must be a whole number of emails, at least 1"),
+    ("max_per_week: true", "3: max_per_week: must be a whole number of emails, at least 1"),
+])
+def test_bad_pacing_is_refused_on_its_line(tmp_path: Path, text: str, reason: str) -> None:
+    assert error_of(tmp_path, top(text)).startswith(reason)
+
+
+def test_a_send_window_spread_is_read_and_must_fit_the_window(tmp_path: Path) -> None:
+    spread = window("mon-fri").replace('"09:00-17:00"}', '"09:00-17:00", spread: 30m}')
+    assert load(tmp_path, spread).send_window.spread == timedelta(minutes=30)  # type: ignore[union-attr]
+    too_long = window("mon-fri", '"09:00-10:00", spread: 2h')
+    assert error_of(tmp_path, too_long).startswith(
+        "3: send_window: spread must be between 0 and the length of the window")
+
+
+def test_ahead_of_columns_are_the_date_columns(tmp_path: Path) -> None:
+    sequence = load(tmp_path, with_step("ahead_of: decision_date\nlead: 2w\n"))
+    assert sequence.date_columns == frozenset({"decision_date"})

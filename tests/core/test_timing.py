@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from sequencer.core import timing
-from sequencer.core.spec import SendWindow, Step, Wait
+from sequencer.core.spec import Pacing, SendWindow, Step, Wait
 
 NY = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -106,3 +106,157 @@ def test_fit_window_always_lands_inside_the_window(weekday_start: int) -> None:
     for hour in range(0, 24, 5):
         due = timing.fit_window(base + timedelta(hours=hour), WEEKDAYS, NY).astimezone(NY)
         assert due.weekday() < 5 and time(9) <= due.time() < time(17)
+
+
+# --- holidays, jitter, pacing, ahead_of (issue 8) -----------------------------------------
+
+US = timing.Calendar(frozenset({"US"}))
+DE = timing.Calendar(frozenset({"DE"}))
+
+
+def test_business_days_skip_public_holidays_of_the_calendar() -> None:
+    wednesday = datetime(2026, 11, 25, 10, 0, tzinfo=NY)  # the day before Thanksgiving
+    one = Wait(timedelta(0), business_days=1)
+    assert timing.add_wait(wednesday, one, NY).astimezone(NY).date() == date(2026, 11, 26)
+    due = timing.add_wait(wednesday, one, NY, US).astimezone(NY)
+    assert due == datetime(2026, 11, 27, 10, 0, tzinfo=NY)
+
+
+def test_a_step_on_a_holiday_or_weekend_moves_to_the_next_open_slot() -> None:
+    window = SendWindow(frozenset(range(5)), time(9), time(17))
+    christmas = datetime(2026, 12, 25, 11, 0, tzinfo=BERLIN)  # Friday; Saturday is a holiday too
+    due = timing.open_slot(christmas, timing.Rules(BERLIN, window, DE))
+    assert due.at.astimezone(BERLIN) == datetime(2026, 12, 28, 9, 0, tzinfo=BERLIN)
+    assert due.moved_by == (timing.Moved.HOLIDAY, timing.Moved.WEEKEND)
+    plain = timing.open_slot(christmas, timing.Rules(BERLIN, window))
+    assert plain.at == christmas.astimezone(UTC) and plain.moved_by == ()
+
+
+def test_without_a_window_a_holiday_moves_the_step_to_the_next_open_day() -> None:
+    # 2027-07-04 is a Sunday; the US observes it on Monday the 5th.
+    fourth = datetime(2027, 7, 4, 14, 0, tzinfo=NY)
+    due = timing.open_slot(fourth, timing.Rules(NY, None, US))
+    assert due.at.astimezone(NY) == datetime(2027, 7, 6, 0, 0, tzinfo=NY)
+    assert due.moved_by == (timing.Moved.HOLIDAY,)
+
+
+def test_the_prospects_country_beats_the_sequence_list_and_none_turns_holidays_off() -> None:
+    assert timing.calendar_for(None, "de") == DE
+    assert timing.calendar_for(frozenset({"US"}), "DE") == DE
+    assert timing.calendar_for(frozenset({"US"}), None) == US
+    assert timing.calendar_for(frozenset({"US"}), "") == US
+    assert timing.calendar_for(frozenset(), "DE") == timing.Calendar()
+    assert timing.calendar_for(None, None) == timing.Calendar()
+
+
+def test_a_sequence_without_window_pacing_or_holidays_sends_exactly_when_the_wait_is_over() -> None:
+    rules = timing.Rules(NY)
+    now = utc(2026, 11, 28, 3, 17, 11)  # a Saturday night
+    history = [now - timedelta(minutes=1)]
+    due = timing.step_due(previous=now, step=step(Wait(timedelta(hours=5))), rules=rules,
+                          seed="x", history=history)
+    assert due == timing.Due(now + timedelta(hours=5))
+
+
+def test_jitter_spreads_steps_moved_to_the_opening_and_is_fixed_per_enrollment_and_step() -> None:
+    window = SendWindow(frozenset(range(5)), time(9), time(17), spread=timedelta(minutes=30))
+    rules = timing.Rules(NY, window)
+    night = utc(2026, 11, 25, 3, 0)  # 22:00 in New York
+    opening = datetime(2026, 11, 25, 9, 0, tzinfo=NY).astimezone(UTC)
+    seeds = [timing.step_seed("trade-show", f"p{i}@example.com", 1) for i in range(50)]
+    times = [timing.open_slot(night, rules, seed).at for seed in seeds]
+    assert all(opening <= t < opening + timedelta(minutes=30) for t in times)
+    assert len(set(times)) > 40, "a batch does not leave at 09:00:00 sharp"
+    assert times == [timing.open_slot(night, rules, seed).at for seed in seeds]
+    assert timing.step_seed("trade-show", "P0@Example.com", 1) == seeds[0]
+    other_step = timing.open_slot(night, rules, timing.step_seed("trade-show", "p0@example.com", 2))
+    assert other_step.at != times[0]
+    inside = utc(2026, 11, 25, 15, 0)  # 10:00: inside the window, not moved, not spread
+    assert timing.open_slot(inside, rules, seeds[0]).at == inside
+
+
+def test_pacing_holds_a_step_and_the_window_still_applies_afterwards() -> None:
+    window = SendWindow(frozenset(range(5)), time(9), time(17))
+    rules = timing.Rules(NY, window, pacing=Pacing(min_gap=timedelta(days=2)))
+    monday_10 = datetime(2026, 11, 23, 10, 0, tzinfo=NY).astimezone(UTC)
+    other = datetime(2026, 11, 22, 20, 0, tzinfo=NY).astimezone(UTC)  # another sequence's email
+    due = timing.settle(monday_10, rules, history=[other])
+    assert due.at.astimezone(NY) == datetime(2026, 11, 24, 20, 0, tzinfo=NY) + timedelta(
+        hours=13)  # 2 days after it is Tuesday 20:00, outside the window: Wednesday 09:00
+    assert due.moved_by == (timing.Moved.PACING, timing.Moved.WINDOW)
+    weekly = timing.Rules(NY, pacing=Pacing(max_per_week=2))
+    sent = [monday_10 - timedelta(days=6), monday_10 - timedelta(days=1)]
+    assert timing.settle(monday_10, weekly, history=sent).at == sent[0] + timing.WEEK
+
+
+def test_ahead_of_follow_up_mid_march_lands_in_late_february_in_the_prospects_zone() -> None:
+    la = ZoneInfo("America/Los_Angeles")
+    window = SendWindow(frozenset(range(5)), time(9), time(17), spread=timedelta(minutes=30))
+    s = step(Wait(timedelta(weeks=1)), ahead_of="decision_date", lead=timedelta(weeks=3))
+    previous = utc(2027, 1, 20, 17, 0)
+    due = timing.step_due(previous=previous, step=s, rules=timing.Rules(la, window),
+                          seed="seed", ahead_date=date(2027, 3, 15))
+    local = due.at.astimezone(la)
+    assert local.date() == date(2027, 2, 22)  # a Monday, three weeks before the 15th
+    assert time(9) <= local.time().replace(tzinfo=None) < time(9, 30)
+    assert due.moved_by == (timing.Moved.AHEAD_OF, timing.Moved.WINDOW)
+
+
+def test_ahead_of_a_date_named_tomorrow_goes_out_at_the_next_opening() -> None:
+    kolkata = ZoneInfo("Asia/Kolkata")
+    window = SendWindow(frozenset(range(5)), time(9), time(17))
+    s = step(Wait(timedelta(weeks=1)), ahead_of="follow_up_by", lead=timedelta(weeks=2))
+    evening = datetime(2026, 11, 24, 19, 30, tzinfo=kolkata)  # Tuesday evening there
+    due = timing.step_due(previous=evening, step=s, rules=timing.Rules(kolkata, window),
+                          ahead_date=date(2026, 11, 25))
+    assert due.at.astimezone(kolkata) == datetime(2026, 11, 25, 9, 0, tzinfo=kolkata)
+    assert due.at == utc(2026, 11, 25, 3, 30)  # +05:30
+    morning = datetime(2026, 11, 24, 10, 0, tzinfo=kolkata)  # the window is open: now
+    due = timing.step_due(previous=morning, step=s, rules=timing.Rules(kolkata, window),
+                          ahead_date=date(2026, 11, 25))
+    assert due.at == morning.astimezone(UTC)
+
+
+@pytest.mark.parametrize(("zone", "before", "after"), [
+    # Southern hemisphere: DST starts on 2026-10-04 at 02:00 (the day is 23 hours long).
+    ("Australia/Sydney", timedelta(hours=10), timedelta(hours=11)),
+    ("Australia/Adelaide", timedelta(hours=9, minutes=30), timedelta(hours=10, minutes=30)),
+    ("Australia/Lord_Howe", timedelta(hours=10, minutes=30), timedelta(hours=11)),
+])
+def test_windows_and_day_waits_across_the_southern_spring_forward(
+    zone: str, before: timedelta, after: timedelta
+) -> None:
+    tz = ZoneInfo(zone)
+    window = SendWindow(frozenset(range(7)), time(9), time(17))
+    saturday = datetime(2026, 10, 3, 10, 0, tzinfo=tz)
+    assert saturday.utcoffset() == before
+    sunday = timing.add_wait(saturday, Wait(timedelta(days=1)), tz).astimezone(tz)
+    assert sunday == datetime(2026, 10, 4, 10, 0, tzinfo=tz) and sunday.utcoffset() == after
+    elapsed = sunday.astimezone(UTC) - saturday.astimezone(UTC)
+    assert elapsed == timedelta(days=1) - (after - before)
+    night = datetime(2026, 10, 3, 23, 0, tzinfo=tz)
+    opens = timing.open_slot(night, timing.Rules(tz, window)).at.astimezone(tz)
+    assert opens == datetime(2026, 10, 4, 9, 0, tzinfo=tz)
+
+
+def test_a_window_opening_in_a_half_hour_dst_gap_opens_when_the_gap_ends() -> None:
+    lord_howe = ZoneInfo("Australia/Lord_Howe")  # 2026-10-04 02:00 jumps to 02:30
+    window = SendWindow(frozenset(range(7)), time(2, 0), time(4, 0))
+    opens = timing.open_slot(datetime(2026, 10, 4, 1, 0, tzinfo=lord_howe),
+                             timing.Rules(lord_howe, window)).at
+    assert opens.astimezone(lord_howe).replace(tzinfo=None) == datetime(2026, 10, 4, 2, 30)
+    vanished = SendWindow(frozenset(range(7)), time(2, 0), time(2, 20))  # never there that day
+    next_day = timing.open_slot(datetime(2026, 10, 4, 1, 0, tzinfo=lord_howe),
+                                timing.Rules(lord_howe, vanished)).at.astimezone(lord_howe)
+    assert next_day == datetime(2026, 10, 5, 2, 0, tzinfo=lord_howe)
+
+
+def test_kolkata_windows_follow_the_half_hour_offset() -> None:
+    kolkata = ZoneInfo("Asia/Kolkata")
+    window = SendWindow(frozenset(range(5)), time(9), time(17))
+    def fit(moment: datetime) -> datetime:
+        return timing.fit_window(moment, window, kolkata)
+
+    assert fit(utc(2026, 11, 24, 3, 29)) == utc(2026, 11, 24, 3, 30)  # 08:59 -> 09:00
+    assert fit(utc(2026, 11, 24, 11, 29)) == utc(2026, 11, 24, 11, 29)  # 16:59 stays
+    assert fit(utc(2026, 11, 24, 11, 30)) == utc(2026, 11, 25, 3, 30)  # 17:00 -> tomorrow
