@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sequencer.config import load_settings
-from sequencer.store.work import Claim
+from sequencer.store.claims import Claim
 from sequencer.usecases.sending import Senders, deliver
 from sequencer.workspace import Workspace
 from tests.workdir import Workdir

@@ -14,8 +14,8 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
 from sequencer.config import redact_url
-from sequencer.store import work
-from sequencer.store.work import Claim
+from sequencer.store import outcomes
+from sequencer.store.claims import Claim
 from sequencer.workspace import Workspace
 from workers import actors, runtime
 from workers.broker import QUEUE, make_broker
@@ -52,7 +52,7 @@ def run(app: Workspace, stop: threading.Event, *, threads: int = 8, scheduler: b
         until: Callable[[], bool] | None = None) -> int:
     """Run until ``stop`` is set (or ``until()`` turns true); returns the exit code."""
     if senders:
-        for name in work.unpause_mailboxes(app.store):
+        for name in outcomes.unpause_mailboxes(app.store):
             logger.info("mailbox %s was paused; trying it again", name)
     broker, worker, actor = start_workers(app, threads) if senders else (None, None, None)
     backlog: Callable[[], int] = lambda: 0  # noqa: E731

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from sequencer.store.work import Claim
+from sequencer.store.claims import Claim
 from sequencer.usecases.sending import Senders, deliver
 from sequencer.workspace import Workspace
 
@@ -46,11 +46,11 @@ def send_claim(enrollment_id: int, token: str) -> None:
     loop, senders = _thread_state()
     claim = Claim(enrollment_id, token)
     if stopping.is_set():
-        from sequencer.store import work
+        from sequencer.store import claims
 
-        job = work.load_job(app().store, claim)
+        job = claims.load_job(app().store, claim)
         if job is not None:
-            work.release(app().store, job, app().clock())
+            claims.release(app().store, job, app().clock())
         return
     loop.run_until_complete(deliver(app(), claim, senders))
 

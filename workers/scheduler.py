@@ -14,8 +14,7 @@ from datetime import timedelta
 
 from sequencer.core.compose import new_message_id
 from sequencer.eventlog import emit
-from sequencer.store import work
-from sequencer.store.work import Claim
+from sequencer.store.claims import Claim, claim_due
 from sequencer.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -41,7 +40,7 @@ class Scheduler:
         room = self.batch - backlog
         settings = self.app.settings
         limits = {name: mb.daily_limit for name, mb in settings.mailboxes.items()}
-        claims, records = work.claim_due(
+        claims, records = claim_due(
             self.app.store, self.app.clock(), limit=room,
             lease=timedelta(seconds=settings.claim_lease_s),
             step_name=self.app.step_name,

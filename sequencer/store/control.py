@@ -12,8 +12,8 @@ from sequencer.core.machine import EnrollmentState, Event, SendStatus
 from sequencer.eventlog import EventRecord
 from sequencer.store import events as stored_events
 from sequencer.store.db import Store
+from sequencer.store.halting import add_suppression, drop_unsent
 from sequencer.store.schema import enrollments, sends
-from sequencer.store.work import add_suppression, drop_unsent
 
 # (sequence, next step index, now) -> when that step is due, or None when there is none left
 DueAfter = Callable[[str, int, datetime, str], datetime | None]

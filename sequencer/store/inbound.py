@@ -14,8 +14,8 @@ from sequencer.eventlog import EventRecord
 from sequencer.mail.watching import Cursor
 from sequencer.store import events as stored_events
 from sequencer.store.db import Store
+from sequencer.store.halting import add_suppression, drop_unsent
 from sequencer.store.schema import enrollments, inbound, mailboxes, sends
-from sequencer.store.work import add_suppression, drop_unsent
 
 ACTIVE = EnrollmentState.ACTIVE.value
 

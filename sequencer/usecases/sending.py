@@ -3,7 +3,7 @@
 The order is the guarantee: the Message-ID was stored at claim time; ``mark_data`` commits
 the point of no return right before DATA (and refuses when the enrollment halted since the
 claim); the outcome is committed after the server's reply. Whatever kills the process in
-between leaves a row the scheduler knows how to finish (see ``store.work``).
+between leaves a row the scheduler knows how to finish (see ``store.claims``).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from sequencer.errors import (
 )
 from sequencer.eventlog import EventRecord, emit
 from sequencer.mail.smtp import SmtpAccount, SmtpSender
-from sequencer.store import work
-from sequencer.store.work import Claim, Job
+from sequencer.store import claims, outcomes
+from sequencer.store.claims import Claim, Job
 from sequencer.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def _crash(app: Workspace, point: str) -> None:
 
 async def deliver(app: Workspace, claim: Claim, senders: Senders) -> None:
     """Send the claimed step and record the outcome. Never raises for delivery outcomes."""
-    job = work.load_job(app.store, claim)
+    job = claims.load_job(app.store, claim)
     if job is None:
         logger.debug("claim %s for enrollment %s is stale", claim.token, claim.enrollment_id)
         return
@@ -116,7 +116,7 @@ async def deliver(app: Workspace, claim: Claim, senders: Senders) -> None:
     step = seq.steps[job.step_index]
     mailbox = app.mailbox(job.mailbox)
     if job.mailbox in senders.paused:  # its credentials or TLS just failed here
-        work.release(app.store, job, app.clock())
+        claims.release(app.store, job, app.clock())
         return
     base = _record(job, step.name, mailbox.name)
     try:
@@ -139,30 +139,30 @@ async def deliver(app: Workspace, claim: Claim, senders: Senders) -> None:
     _crash(app, "after_claim")
     subject = rendered.subject if not thread else (job.thread_subject or rendered.subject)
 
-    gate = work.Gate.HALTED
+    gate = claims.Gate.HALTED
 
     hold = timedelta(seconds=2 * mailbox.smtp.timeout_s + 5)  # DATA, then the reply
 
     async def before_data() -> bool:
         nonlocal gate
-        gate = work.mark_data(app.store, job, app.clock(), subject, hold)
-        return gate is work.Gate.GO
+        gate = claims.mark_data(app.store, job, app.clock(), subject, hold)
+        return gate is claims.Gate.GO
 
     try:
         accepted = await senders.get(job.mailbox).send(
             mailbox.sender_address, rcpt, data, before_data=before_data)
     except DeliveryAborted:
-        if gate is work.Gate.HALTED:
-            work.release(app.store, job, app.clock())
+        if gate is claims.Gate.HALTED:
+            claims.release(app.store, job, app.clock())
             logger.info("not sent: %s halted before DATA (%s/%s)", job.email, job.sequence,
                         step.name)
         return
     except OutcomeUnknownError as err:
-        if gate is not work.Gate.GO:
+        if gate is not claims.Gate.GO:
             return
         now = app.clock()
         rec = base(Event.UNKNOWN, now, f"no reply after DATA: {err}; not resent")
-        if work.record_final(app.store, job, now, send_status=SendStatus.UNKNOWN,
+        if outcomes.record_final(app.store, job, now, send_status=SendStatus.UNKNOWN,
                              state=EnrollmentState.PAUSED, code=err.code, detail=str(err),
                              records=[rec], flag=f"step {step.name}: outcome unknown"):
             emit(rec)
@@ -171,10 +171,10 @@ async def deliver(app: Workspace, claim: Claim, senders: Senders) -> None:
         _pause_mailbox(app, job, str(err), base, senders.paused)
         return
     except PermanentDeliveryError as err:
-        _finish_permanent(app, job, err, base, passed=gate is work.Gate.GO)
+        _finish_permanent(app, job, err, base, passed=gate is claims.Gate.GO)
         return
     except TransientDeliveryError as err:
-        _retry_or_fail(app, job, err, base, passed=gate is work.Gate.GO)
+        _retry_or_fail(app, job, err, base, passed=gate is claims.Gate.GO)
         return
     _crash(app, "after_250")
     now = app.clock()
@@ -183,7 +183,7 @@ async def deliver(app: Workspace, claim: Claim, senders: Senders) -> None:
     records = [base(Event.SENT, now, None)]
     if state is EnrollmentState.COMPLETED:
         records.append(base(Event.COMPLETED, now, None, message_id=None))
-    if work.record_sent(app.store, job, now, code=accepted.code, state=state,
+    if outcomes.record_sent(app.store, job, now, code=accepted.code, state=state,
                         next_index=next_index, next_due=due, records=records):
         for rec in records:
             emit(rec)
@@ -240,7 +240,7 @@ def _finish_failed(app: Workspace, job: Job, code: int | None, detail: str,
                    base: _RecordFactory | None = None, *, passed: bool = False) -> None:
     now = app.clock()
     rec = (base or _record(job, None, job.mailbox))(Event.FAILED, now, detail)
-    if work.record_final(app.store, job, now, send_status=SendStatus.FAILED,
+    if outcomes.record_final(app.store, job, now, send_status=SendStatus.FAILED,
                          state=EnrollmentState.FAILED, code=code, detail=detail,
                          records=[rec], passed_gate=passed):
         emit(rec)
@@ -251,7 +251,7 @@ def _finish_permanent(app: Workspace, job: Job, err: PermanentDeliveryError,
     now = app.clock()
     if err.recipient_rejected:
         rec = base(Event.BOUNCED, now, f"hard bounce at RCPT: {err}")
-        if work.record_final(app.store, job, now, send_status=SendStatus.FAILED,
+        if outcomes.record_final(app.store, job, now, send_status=SendStatus.FAILED,
                              state=EnrollmentState.BOUNCED, code=err.code, detail=str(err),
                              records=[rec], suppress=f"hard bounce: {err}",
                              passed_gate=passed):
@@ -277,7 +277,7 @@ def _retry_or_fail(app: Workspace, job: Job, err: TransientDeliveryError,
     due = now + delay
     rec = base(Event.RETRYING, now, f"attempt {attempt} failed: {err}; next at "
                f"{due.strftime('%Y-%m-%d %H:%M:%S')}Z")
-    if work.record_retry(app.store, job, now, code=err.code, detail=str(err), next_due=due,
+    if outcomes.record_retry(app.store, job, now, code=err.code, detail=str(err), next_due=due,
                          records=[rec], passed_gate=passed):
         emit(rec)
 
@@ -285,8 +285,8 @@ def _retry_or_fail(app: Workspace, job: Job, err: TransientDeliveryError,
 def _pause_mailbox(app: Workspace, job: Job, reason: str, base: _RecordFactory,
                    paused: set[str]) -> None:
     paused.add(job.mailbox)
-    work.release(app.store, job, app.clock())
+    claims.release(app.store, job, app.clock())
     record = EventRecord(Event.PAUSED, app.clock(), mailbox=job.mailbox,
                          detail=f"mailbox paused until restart: {reason}")
-    if work.pause_mailbox(app.store, job.mailbox, reason, record):
+    if outcomes.pause_mailbox(app.store, job.mailbox, reason, record):
         emit(record)

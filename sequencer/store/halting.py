@@ -1,0 +1,39 @@
+"""Halting: suppressing an address, halting its enrollments, forgetting unsent steps."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from sequencer.core.machine import EnrollmentState, SendStatus
+from sequencer.store.schema import enrollments, sends, suppressions
+
+ACTIVE = EnrollmentState.ACTIVE.value
+
+
+def halt_address(conn: Connection, email: str, state: EnrollmentState, now: datetime) -> None:
+    """Every active or paused enrollment of ``email`` goes to ``state`` (a suppression)."""
+    ids = conn.scalars(select(enrollments.c.id).where(
+        enrollments.c.email == email,
+        enrollments.c.state.in_([ACTIVE, EnrollmentState.PAUSED.value]))).all()
+    for enrollment_id in ids:
+        conn.execute(update(enrollments).where(enrollments.c.id == enrollment_id)
+                     .values(state=state.value, next_due=None, updated_at=now))
+        drop_unsent(conn, enrollment_id)
+
+
+def add_suppression(conn: Connection, email: str, reason: str, now: datetime) -> None:
+    if conn.scalar(select(suppressions.c.email).where(suppressions.c.email == email)) is None:
+        conn.execute(insert(suppressions).values(email=email, reason=reason, at=now))
+
+
+def drop_unsent(conn: Connection, enrollment_id: int) -> None:
+    """Forget a claimed step that never reached DATA (the enrollment left ``active``).
+
+    Nothing went out for it, so there is nothing to record; a step whose DATA started
+    keeps its row and is finished by the lease logic as ``unknown`` or by its sender.
+    """
+    conn.execute(delete(sends).where(sends.c.enrollment_id == enrollment_id,
+                                     sends.c.status == SendStatus.CLAIMED.value,
+                                     sends.c.data_at.is_(None)))
