@@ -41,6 +41,9 @@ _ASCII_DOMAIN = re.compile(r"[A-Za-z0-9.-]+\Z")
 _EMAIL_MAX_LENGTH = 254
 _LOCAL_MAX_LENGTH = 64
 _DOMAINS_KEPT = 4096
+# Dates a step can be due ahead of: far from both ends of the calendar, so a lead of up to
+# five years before one (or a day after one) never leaves what ``datetime`` can hold.
+FOLLOW_UP_RANGE = (date(1900, 1, 1), date(2999, 12, 31))
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ def read_prospects(
     File-level problems raise EnrollError here, at the call, before any row is read.
     """
     path = Path(path)
-    _check_utf8(path)
+    _check_file(path)
     needed = _needed(required)
     with _open(path) as handle:
         columns = _header(csv.reader(handle), path, needed)
@@ -97,7 +100,8 @@ def _stream(path: Path, rows: _Rows) -> Iterator[Prospect | Rejected]:
     with _open(path) as handle:
         reader = csv.reader(handle)
         next(reader, None)  # the header, already checked
-        yield from _records(reader, rows, path)
+        for start, row in _records(reader, path):
+            yield rows.read(start, row)
 
 
 def _open(path: Path) -> TextIO:
@@ -107,6 +111,20 @@ def _open(path: Path) -> TextIO:
         raise EnrollError("file not found", path) from err
     except OSError as err:
         raise EnrollError(f"cannot read: {err.strerror}", path) from err
+
+
+def _check_file(path: Path) -> None:
+    """Read the whole file once as CSV, storing nothing: its encoding and every record's
+    structure are whole-file problems, found here before the first row is handed out (and
+    so before anything is written)."""
+    try:
+        with _open(path) as handle:
+            reader = csv.reader(handle)
+            for _ in _records(reader, path):
+                pass
+    except UnicodeDecodeError:
+        _check_utf8(path)
+        raise EnrollError("not valid UTF-8 (save the file as UTF-8)", path) from None
 
 
 def _check_utf8(path: Path) -> None:
@@ -165,18 +183,27 @@ def _column_name(cell: str) -> str:
     return name.lower() if name.lower() in KNOWN_COLUMNS else name
 
 
-def _records(reader: Any, rows: _Rows, path: Path) -> Iterator[Prospect | Rejected]:
+def _records(reader: Any, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line where it starts, cells) of each non-blank record. A record the csv module
+    cannot read ends the file with ``EnrollError`` on the line where that record starts."""
     previous = reader.line_num
     while True:
         try:
             row = next(reader, None)
         except csv.Error as err:
-            raise EnrollError(f"unreadable CSV: {err}", path, previous + 1) from err
+            raise EnrollError(_unreadable(err), path, previous + 1) from err
         if row is None:
             return
         start, previous = previous + 1, reader.line_num
         if row and any(row):
-            yield rows.read(start, row)
+            yield start, row
+
+
+def _unreadable(err: csv.Error) -> str:
+    if "field limit" in str(err):
+        return (f"unreadable CSV: a cell is longer than {csv.field_size_limit()} characters "
+                "(a quote that is never closed?)")
+    return f"unreadable CSV: {err}"
 
 
 class _Rows:
@@ -328,9 +355,13 @@ def _follow_up_by(value: str) -> tuple[date | None, str | None]:
     if not value:
         return None, None
     try:
-        return date.fromisoformat(value), None
+        day = date.fromisoformat(value)
     except ValueError:
         return None, f"`follow_up_by` is not an ISO date (YYYY-MM-DD): `{value}`"
+    if not FOLLOW_UP_RANGE[0] <= day <= FOLLOW_UP_RANGE[1]:
+        first, last = (d.isoformat() for d in FOLLOW_UP_RANGE)
+        return None, f"`follow_up_by` {value} is out of range ({first} … {last})"
+    return day, None
 
 
 def _hides_control(value: str) -> bool:

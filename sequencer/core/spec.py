@@ -27,6 +27,11 @@ STOP_REASONS = frozenset({"reply", "bounce", "unsubscribe", "complaint"})
 COUNTRIES = frozenset(
     code for code in holiday_data.list_supported_countries() if len(code) == 2
 )
+# The longest wait or lead a step may have: past it a due date is a typo, and a few more
+# zeros would overflow the calendar (``datetime`` ends in year 9999) at send time.
+MAX_SPAN = timedelta(days=5 * 365 + 1)
+MAX_SPAN_TEXT = "5 years"
+MAX_BUSINESS_DAYS = 5 * 261
 
 
 class Weekday(IntEnum):
@@ -160,7 +165,12 @@ def parse_wait(value: object) -> Wait:
         raise ValueError("must be a duration with a unit, such as 2d or 3 business days")
     business = _BUSINESS.fullmatch(value.strip().lower())
     if business is not None:
-        return Wait(timedelta(0), int(business.group(1)))
+        digits = business.group(1).lstrip("0") or "0"
+        days = int(digits) if len(digits) <= 9 else MAX_BUSINESS_DAYS + 1
+        if days > MAX_BUSINESS_DAYS:
+            raise ValueError(f"{value.strip()!r} is more than {MAX_BUSINESS_DAYS} business days "
+                             f"({MAX_SPAN_TEXT}), the longest wait")
+        return Wait(timedelta(0), days)
     return Wait(_span(value))
 
 
@@ -168,9 +178,13 @@ def _span(value: object) -> timedelta:
     if not isinstance(value, str):
         raise ValueError("must be a duration with a unit: s, m, h, d or w")
     try:
-        return parse_duration(value)
+        span = parse_duration(value)
     except ConfigError as err:
         raise ValueError(err.reason) from None
+    if span > MAX_SPAN:
+        raise ValueError(f"{value.strip()!r} is longer than {MAX_SPAN_TEXT}, the longest a "
+                         "wait or lead may be")
+    return span
 
 
 def parse_days(value: object) -> frozenset[int]:

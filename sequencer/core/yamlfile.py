@@ -22,6 +22,7 @@ from sequencer.errors import InputError
 
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 100_000
+MAX_DEPTH = 64  # nested lists and mappings; PyYAML's composer recurses once per level
 
 Loc = tuple[str | int, ...]
 M = TypeVar("M", bound=BaseModel)
@@ -74,9 +75,29 @@ def read_yaml(path: Path, error: type[InputError]) -> YamlDocument:
     return parse_yaml(text, path, error)
 
 
+class _Loader(yaml.SafeLoader):
+    """The safe loader, refusing nesting deeper than ``MAX_DEPTH`` before it recurses into it
+    (20,000 nested ``[`` would otherwise end in a RecursionError)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self.depth -= 1
+
+
 def parse_yaml(text: str, path: Path, error: type[InputError]) -> YamlDocument:
     """Parse YAML text that claims to come from ``path``."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:

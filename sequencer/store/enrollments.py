@@ -1,4 +1,5 @@
-"""Enrolling prospects: batched, idempotent (a prospect is enrolled in a sequence once)."""
+"""Enrolling prospects: one transaction per import, inserted in batches, idempotent (a
+prospect is enrolled in a sequence once)."""
 
 from __future__ import annotations
 
@@ -77,22 +78,25 @@ def enroll(
 ) -> Iterator[Enrolled | Rejected]:
     """Enroll every accepted row, reject those already enrolled or suppressed.
 
-    Yields one result per input row, in order, a batch at a time (each batch is one
-    transaction, so an interrupted import leaves whole batches and re-running it enrolls
-    nobody twice).
+    Yields one result per input row, in order, a batch at a time. The whole import is one
+    transaction: nothing is visible (so nothing is sent) before the last row is in, and an
+    error from ``rows`` (a whole-file problem), the database or the caller leaves nothing
+    stored. Consume it to the end, or close it, to end the transaction.
     """
-    batch: list[Prospect | Rejected] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= BATCH:
-            yield from _enroll_batch(store, sequence, batch, now, first_due, default_timezone)
-            batch = []
-    if batch:
-        yield from _enroll_batch(store, sequence, batch, now, first_due, default_timezone)
+    with store.write() as conn:
+        batch: list[Prospect | Rejected] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= BATCH:
+                yield from _enroll_batch(conn, sequence, batch, now, first_due,
+                                         default_timezone)
+                batch = []
+        if batch:
+            yield from _enroll_batch(conn, sequence, batch, now, first_due, default_timezone)
 
 
 def _enroll_batch(
-    store: Store,
+    conn: Connection,
     sequence: Sequence,
     batch: list[Prospect | Rejected],
     now: datetime,
@@ -102,38 +106,37 @@ def _enroll_batch(
     emails = list(dict.fromkeys(p.email for p in batch if isinstance(p, Prospect)))
     name, mailbox = sequence.name, sequence.mailbox
     results: list[Enrolled | Rejected] = []
-    with store.write() as conn:
-        suppressed: dict[str, str] = {}
-        enrolled: set[str] = set()
-        if emails:
-            suppressed = dict(conn.execute(_SUPPRESSED, {"emails": emails}).all())
-            enrolled = set(conn.scalars(_ENROLLED, {"emails": emails, "sequence": name}))
-            _new_prospect(conn).execute(conn, {"p_created_at": now}, [(e,) for e in emails])
-        values: list[tuple[Any, ...]] = []
-        for item in batch:
-            if isinstance(item, Rejected):
-                results.append(item)
-                continue
-            email = item.email
-            if email in suppressed:
-                results.append(Rejected(item.line, email, f"suppressed ({suppressed[email]})"))
-                continue
-            if email in enrolled:
-                results.append(Rejected(item.line, email, f"already enrolled in {name}"))
-                continue
-            due = first_due(item)
-            values.append((email, due, item.timezone or default_timezone, item.follow_up_by,
-                           dict(item.fields)))
-            enrolled.add(email)
-            results.append(Enrolled(item.line, email, due))
-        _NEW_ENROLLMENT.execute(conn, {
-            "n_sequence": name, "n_mailbox": mailbox, "n_state": EnrollmentState.ACTIVE.value,
-            "n_step_index": 0, "n_attempts": 0, "n_enrolled_at": now, "n_updated_at": now,
-        }, values)
-        _ENROLLED_EVENT.execute(conn, {
-            "e_at": now, "e_event": Event.ENROLLED.value, "e_mailbox": mailbox,
-            "e_sequence": name,
-        }, [(v[0],) for v in values])
+    suppressed: dict[str, str] = {}
+    enrolled: set[str] = set()
+    if emails:
+        suppressed = dict(conn.execute(_SUPPRESSED, {"emails": emails}).all())
+        enrolled = set(conn.scalars(_ENROLLED, {"emails": emails, "sequence": name}))
+        _new_prospect(conn).execute(conn, {"p_created_at": now}, [(e,) for e in emails])
+    values: list[tuple[Any, ...]] = []
+    for item in batch:
+        if isinstance(item, Rejected):
+            results.append(item)
+            continue
+        email = item.email
+        if email in suppressed:
+            results.append(Rejected(item.line, email, f"suppressed ({suppressed[email]})"))
+            continue
+        if email in enrolled:
+            results.append(Rejected(item.line, email, f"already enrolled in {name}"))
+            continue
+        due = first_due(item)
+        values.append((email, due, item.timezone or default_timezone, item.follow_up_by,
+                       dict(item.fields)))
+        enrolled.add(email)
+        results.append(Enrolled(item.line, email, due))
+    _NEW_ENROLLMENT.execute(conn, {
+        "n_sequence": name, "n_mailbox": mailbox, "n_state": EnrollmentState.ACTIVE.value,
+        "n_step_index": 0, "n_attempts": 0, "n_enrolled_at": now, "n_updated_at": now,
+    }, values)
+    _ENROLLED_EVENT.execute(conn, {
+        "e_at": now, "e_event": Event.ENROLLED.value, "e_mailbox": mailbox,
+        "e_sequence": name,
+    }, [(v[0],) for v in values])
     return results
 
 

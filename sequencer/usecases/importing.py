@@ -53,7 +53,10 @@ def first_due(seq: Sequence, now: datetime):  # type: ignore[no-untyped-def]
 
 
 def run_enroll(app: Workspace, ref: str, csv: Path, *, progress: bool = True) -> Summary:
-    """Import ``csv`` into the sequence; file-level problems raise before anything is stored."""
+    """Import ``csv`` into the sequence, all or nothing: file-level problems (the header, the
+    encoding, a record the csv module cannot read) raise and leave nothing stored; rows with
+    a bad address, a duplicate, a suppressed or already enrolled address are rejected one by
+    one and the rest enrolled, in one transaction."""
     seq = load_checked_sequence(app, ref)
     required = required_variables(app, seq)
     rows = read_prospects(csv, required=required)
@@ -70,7 +73,7 @@ def run_enroll(app: Workspace, ref: str, csv: Path, *, progress: bool = True) ->
     results = enroll(app.store, seq, chain(), now, first_due(seq, now), seq.timezone)
     bar = _progress(csv) if progress and sys.stderr.isatty() else None
     try:
-        for result in results:
+        for result in results:  # one transaction: an error anywhere stores nothing
             summary.rows += 1
             if isinstance(result, Enrolled):
                 summary.enrolled += 1
@@ -79,6 +82,7 @@ def run_enroll(app: Workspace, ref: str, csv: Path, *, progress: bool = True) ->
             if bar is not None:
                 bar[0].advance(bar[1])
     finally:
+        results.close()
         if bar is not None:
             bar[0].stop()
     return summary

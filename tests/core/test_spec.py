@@ -622,3 +622,39 @@ def test_a_send_window_spread_is_read_and_must_fit_the_window(tmp_path: Path) ->
 def test_ahead_of_columns_are_the_date_columns(tmp_path: Path) -> None:
     sequence = load(tmp_path, with_step("ahead_of: decision_date\nlead: 2w\n"))
     assert sequence.date_columns == frozenset({"decision_date"})
+
+
+# --- caps (RELIABILITY X8) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "reason"),
+    [
+        ("wait", "9999999w", "steps[0].wait: '9999999w' is longer than 5 years, the longest a "
+         "wait or lead may be"),
+        ("wait", "1827d", "steps[0].wait: '1827d' is longer than 5 years"),
+        ("wait", "99999999999 business days", "steps[0].wait: '99999999999 business days' is "
+         "more than 1305 business days (5 years), the longest wait"),
+        ("wait", "1" + "0" * 5000 + " business days", "steps[0].wait: "),
+        ("wait", "9" * 400 + "s", "steps[0].wait: "),
+    ],
+)
+def test_a_wait_longer_than_five_years_is_refused_on_its_line(
+        tmp_path: Path, key: str, text: str, reason: str) -> None:
+    error = error_of(tmp_path, MINIMAL.replace("wait: 0s", f"{key}: {text}"))
+    assert error.startswith(f"6: {reason}"), error
+
+
+def test_a_lead_longer_than_five_years_is_refused_on_its_line(tmp_path: Path) -> None:
+    text = with_step("ahead_of: follow_up_by\nlead: 9999999w\n")
+    assert error_of(tmp_path, text) == (
+        "11: steps[1].lead: '9999999w' is longer than 5 years, the longest a wait or lead may be")
+
+
+def test_five_years_is_still_a_wait_and_a_lead(tmp_path: Path) -> None:
+    text = with_step("ahead_of: follow_up_by\nlead: 1826d\n").replace("wait: 1d", "wait: 260w")
+    sequence = load(tmp_path, text)
+    assert sequence.step(1).wait == Wait(timedelta(weeks=260))
+    assert sequence.step(1).lead == timedelta(days=1826)
+    assert load(tmp_path, MINIMAL.replace("wait: 0s", "wait: 1305 business days")).step(0).wait \
+        == Wait(timedelta(0), 1305)

@@ -1,0 +1,106 @@
+"""Settings and file mistakes through the real `sequencer` command (RELIABILITY X8–X13):
+each one is a clear `file:line: reason` with exit 1 and no traceback, before anything is
+stored; nothing already stored is lost, and no enrollment is failed for good."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.workdir import Workdir, make_workdir, prospects_csv
+
+
+def no_traceback(result) -> None:  # type: ignore[no-untyped-def]
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+
+
+def failed_with(result, pattern: str) -> None:  # type: ignore[no-untyped-def]
+    no_traceback(result)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert re.search(pattern, result.stderr), result.stderr
+
+
+def emails(wd: Workdir) -> list[str]:
+    return sorted(s["email"] for s in wd.status())
+
+
+def test_x8_a_wait_or_lead_that_would_overflow_the_calendar_is_refused_with_its_line(
+        tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path, 2525, wait3="9999999w")
+    for command in (["validate"], ["enroll", "three", str(prospects_csv(wd, ["a@example.com"]))]):
+        failed_with(wd.cli(*command), r"sequences/three\.yaml:14: steps\[2\]\.wait: '9999999w' "
+                    r"is longer than 5 years")
+    wd.write("sequences/three.yaml", wd.path.joinpath("sequences/three.yaml").read_text()
+             .replace("wait: 9999999w", "wait: 1d\n    ahead_of: follow_up_by\n"
+                      "    lead: 9999999w"))
+    failed_with(wd.cli("validate"), r"sequences/three\.yaml:16: steps\[2\]\.lead: '9999999w' "
+                r"is longer than 5 years")
+    assert emails(wd) == []
+
+
+def test_x8_a_follow_up_date_at_the_end_of_the_calendar_rejects_only_its_row(
+        tmp_path: Path) -> None:
+    sequence = ("name: three\nmailbox: sales\ntimezone: Asia/Tokyo\nsteps:\n"
+                "  - {name: hello, template: thank_you, wait: 0s, ahead_of: follow_up_by, "
+                "lead: 260w}\n")
+    wd = make_workdir(tmp_path, 2525, sequence=sequence)
+    csv = wd.write("prospects.csv", "email,first_name,follow_up_by\n"
+                   "ann@example.com,Ann,0001-01-01\nbo@example.com,Bo,9999-12-31\n"
+                   "cy@example.com,Cy,2027-03-01\n")
+    result = wd.cli("enroll", "three", str(csv))
+    no_traceback(result)
+    assert result.returncode == 0 and "enrolled 1, rejected 2" in result.stdout, result.stderr
+    assert re.search(r"prospects\.csv:2: .*`follow_up_by` 0001-01-01 is out of range",
+                     result.stderr)
+    assert re.search(r"prospects\.csv:3: .*`follow_up_by` 9999-12-31 is out of range",
+                     result.stderr)
+    assert emails(wd) == ["cy@example.com"]
+
+
+def test_x10_a_bad_cell_after_row_2000_stores_nothing(tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path, 2525)
+    good = [f"p{i}@example.com" for i in range(2500)]
+    csv = prospects_csv(wd, good)
+    with csv.open("a", encoding="utf-8") as handle:  # a quote never closed: one huge cell
+        handle.write('late@example.com,"Late,Co\n' + "x" * 200_000 + "\n")
+    result = wd.cli("enroll", "three", str(csv))
+    failed_with(result, r"prospects\.csv:2502: unreadable CSV: a cell is longer than 131072 "
+                r"characters \(a quote that is never closed\?\)")
+    assert "enrolled" not in result.stdout
+    assert emails(wd) == []
+    csv.write_text(csv.read_text().split("late@")[0])  # fixed: the same file goes in whole
+    result = wd.cli("enroll", "three", str(csv), check=True)
+    assert "enrolled 2500, rejected 0" in result.stdout
+    assert len(wd.status()) == 2500
+
+
+def test_x10_rejected_rows_are_still_reported_one_by_one_and_the_rest_enrolled(
+        tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path, 2525)
+    wd.cli("enroll", "three", str(prospects_csv(wd, ["old@example.com"], "first.csv")),
+           check=True)
+    wd.cli("suppress", "gone@example.com", check=True)
+    csv = wd.write("prospects.csv", "email,first_name\nnew@example.com,New\nnot-an-address,X\n"
+                   "new@example.com,Again\nold@example.com,Old\ngone@example.com,Gone\n")
+    result = wd.cli("enroll", "three", str(csv))
+    no_traceback(result)
+    assert result.returncode == 0 and "enrolled 1, rejected 4 (5 rows)" in result.stdout
+    for line, reason in ((3, "invalid address"), (4, "duplicate of line 2"),
+                         (5, "already enrolled in three"), (6, r"suppressed \(by hand\)")):
+        assert re.search(rf"prospects\.csv:{line}: rejected .*{reason}", result.stderr), \
+            result.stderr
+    assert emails(wd) == ["new@example.com", "old@example.com"]
+
+
+def test_x12_yaml_nested_20000_deep_is_a_file_line_error(tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path, 2525)
+    wd.write("sequences/deep.yaml", "name: deep\nmailbox: sales\nsteps: " + "[" * 20_000
+             + "]" * 20_000 + "\n")
+    failed_with(wd.cli("validate"), r"sequences/deep\.yaml:3: invalid YAML: nested more "
+                r"than 64 levels deep")
+    deep_settings = wd.config.read_text() + "extra: " + "[" * 20_000 + "]" * 20_000 + "\n"
+    wd.config.write_text(deep_settings)
+    line = deep_settings.count("\n")
+    for command in (["validate"], ["status"], ["run"]):
+        failed_with(wd.cli(*command), rf"sequencer\.yaml:{line}: invalid YAML: nested more "
+                    r"than 64 levels deep")
