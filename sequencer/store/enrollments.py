@@ -3,7 +3,7 @@ prospect is enrolled in a sequence once)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -75,7 +75,7 @@ def enroll(
     now: datetime,
     first_due: Callable[[Prospect], datetime],
     default_timezone: str,
-) -> Iterator[Enrolled | Rejected]:
+) -> Generator[Enrolled | Rejected, None, None]:
     """Enroll every accepted row, reject those already enrolled or suppressed.
 
     Yields one result per input row, in order, a batch at a time. The whole import is one

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.workdir import Workdir, make_workdir, prospects_csv
+from tests.workdir import THREE_STEPS, Workdir, make_workdir, prospects_csv
 
 
 def no_traceback(result) -> None:  # type: ignore[no-untyped-def]
@@ -35,7 +35,8 @@ def test_x8_a_wait_or_lead_that_would_overflow_the_calendar_is_refused_with_its_
                       "    lead: 9999999w"))
     failed_with(wd.cli("validate"), r"sequences/three\.yaml:16: steps\[2\]\.lead: '9999999w' "
                 r"is longer than 5 years")
-    assert emails(wd) == []
+    wd.write("sequences/three.yaml", THREE_STEPS.format(name="three", wait2="1d", wait3="1d"))
+    assert emails(wd) == []  # nothing was enrolled while the file was wrong
 
 
 def test_x8_a_follow_up_date_at_the_end_of_the_calendar_rejects_only_its_row(
