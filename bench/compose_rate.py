@@ -51,7 +51,7 @@ def compose_rates(count: int) -> None:
                 rendered=rendered,
                 message_id=new_message_id("example.com"),
                 date=now,
-                list_unsubscribe="https://example.com/u/token",
+                list_unsubscribe=("https://example.com/u/token",),
             )
 
         def ours_with_render(i: int) -> bytes:

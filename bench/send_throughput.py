@@ -88,8 +88,8 @@ def sample_message(root: Path) -> bytes:
          "unsubscribe_url": "mailto:dana@example.test?subject=unsubscribe"})
     data = compose(sender="Dana Reyes <dana@example.test>", to="p1@example.com",
                    rendered=rendered, message_id=new_message_id("example.test"),
-                   date=utcnow(), list_unsubscribe="mailto:dana@example.test?subject=unsubscribe",
-                   to_name="Pat1")
+                   date=utcnow(), to_name="Pat1",
+                   list_unsubscribe=("mailto:dana@example.test?subject=unsubscribe",))
     app.close()
     return data
 

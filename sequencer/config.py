@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstra
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from sequencer.core.unsubscribe import MIN_KEY_LENGTH, PLACEHOLDER
 from sequencer.core.yamlfile import Loc, YamlDocument, read_yaml, validate
 from sequencer.errors import ConfigError
 
@@ -118,6 +119,8 @@ class Settings:
     claim_lease_s: float = 300.0
     tick_s: float = 1.0
     unsubscribe_url: str | None = None
+    # $secret_env: the key(s) that sign unsubscribe links, whitespace-separated, newest last
+    unsubscribe_keys: Secret | None = None
     retry: RetryConfig = RetryConfig()
     idle_s: float = 240.0
     imap_timeout_s: float = 30.0
@@ -221,6 +224,7 @@ class _SettingsModel(_Model):
     claim_lease: Duration = timedelta(minutes=5)
     tick: Duration = timedelta(seconds=1)
     unsubscribe_url: Text | None = None
+    secret_env: Text | None = None
     retry: _RetryModel = _RetryModel()
     imap_idle: Duration = timedelta(minutes=4)
     imap_timeout: Duration = timedelta(seconds=30)
@@ -288,7 +292,8 @@ class _Builder:
             ),
             claim_lease_s=self._positive(raw.claim_lease, ("claim_lease",)),
             tick_s=self._positive(raw.tick, ("tick",)),
-            unsubscribe_url=self._unsubscribe(raw.unsubscribe_url),
+            unsubscribe_url=self._unsubscribe(raw.unsubscribe_url, raw.secret_env),
+            unsubscribe_keys=self._signing_keys(raw.secret_env),
             retry=self._retry(raw.retry),
             idle_s=self._positive(raw.imap_idle, ("imap_idle",)),
             imap_timeout_s=self._positive(raw.imap_timeout, ("imap_timeout",)),
@@ -333,13 +338,27 @@ class _Builder:
             raise self.fail(reason, ("broker",))
         return url
 
-    def _unsubscribe(self, url: str | None) -> str | None:
+    def _unsubscribe(self, url: str | None, secret_env: str | None) -> str | None:
         if url is None:
             return None
-        if urlsplit(url).scheme not in ("http", "https") or "{token}" not in url:
-            reason = "unsubscribe_url: must be an http(s) URL containing {token}"
-            raise self.fail(reason, ("unsubscribe_url",))
+        problem = unsubscribe_url_problem(url)
+        if problem is None and secret_env is None:
+            problem = ("needs secret_env: the name of the environment variable that holds "
+                       "the key signing its links")
+        if problem is not None:
+            raise self.fail(f"unsubscribe_url: {problem}", ("unsubscribe_url",))
         return url
+
+    def _signing_keys(self, name: str | None) -> Secret | None:
+        at: Loc = ("secret_env",)
+        secret = self._secret(name, at, "secret_env")
+        if secret is not None and (not secret.reveal().split() or any(
+                len(key) < MIN_KEY_LENGTH for key in secret.reveal().split())):
+            reason = (f"secret_env: the key in {name} must be at least {MIN_KEY_LENGTH} "
+                      "characters (several keys: separated by spaces, newest last); make one "
+                      "with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")
+            raise self.fail(reason, at)
+        return secret
 
     def _mailbox(self, name: str, raw: _MailboxModel) -> MailboxConfig:
         at: Loc = ("mailboxes", name)
@@ -406,14 +425,14 @@ class _Builder:
             )
             raise self.fail(reason, (*at, "tls"))
 
-    def _secret(self, name: str | None, at: Loc) -> Secret | None:
+    def _secret(self, name: str | None, at: Loc, key: str = "password_env") -> Secret | None:
         if name is None:
             return None
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise self.fail(f"password_env: {name!r} is not an environment variable name", at)
+            raise self.fail(f"{key}: {name!r} is not an environment variable name", at)
         value = self.env.get(name)
         if not value:
-            raise self.fail(f"password_env: environment variable {name} is not set", at)
+            raise self.fail(f"{key}: environment variable {name} is not set", at)
         return Secret(value)
 
 
@@ -431,6 +450,44 @@ def is_loopback(host: str) -> bool:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_URI = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+")  # RFC 3986 characters
+_LONGEST_TOKEN = 700
+
+
+def unsubscribe_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a usable ``unsubscribe_url`` template, or None when it is: https
+    (http only on loopback), a host, ``{token}`` once in the path or query, no user,
+    password or fragment, only characters a URI carries, short enough for the header."""
+    if url.count(PLACEHOLDER) != 1:
+        return f"must contain {PLACEHOLDER} exactly once"
+    if "{" in url.replace(PLACEHOLDER, "") or "}" in url.replace(PLACEHOLDER, ""):
+        return f"only {PLACEHOLDER} may stand in braces"
+    marker = "T" * _LONGEST_TOKEN
+    sample = url.replace(PLACEHOLDER, marker)
+    if len(sample) > 900:
+        return "is too long for a List-Unsubscribe header (keep it under 200 characters)"
+    if not _URI.fullmatch(sample):
+        return "has characters a URI cannot carry (spaces, quotes, <>, non-ASCII): " \
+               "percent-encode them"
+    try:
+        parts = urlsplit(sample)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as err:
+        return f"is not a URL ({err})"
+    if parts.scheme not in ("https", "http"):
+        return "must be an https:// URL"
+    if not host:
+        return "has no host"
+    if parts.scheme == "http" and not is_loopback(host):
+        return "must be https:// (http:// only on a loopback host such as 127.0.0.1)"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry a user name or password"
+    if "#" in url:
+        return "must not have a #fragment (it never reaches the server)"
+    if marker not in parts.path + parts.query:
+        return f"{PLACEHOLDER} must be in the path or the query"
+    return None
 
 
 def parse_sender(text: str) -> tuple[str, str, str]:

@@ -57,13 +57,18 @@ def _check_log_format(fmt: str) -> None:
 def validate(
     sequences: Annotated[Optional[list[str]], typer.Argument(help="paths or names")] = None,  # noqa: UP045
     config: ConfigOpt = None,
+    strict: Annotated[bool, typer.Option("--strict", help="warnings are errors")] = False,
 ) -> None:
-    """Check sequences and their templates; exit 1 with file, line and reason on error."""
+    """Check sequences and their templates; exit 1 with file, line and reason on error.
+
+    Warns (file:line: warning: …) about follow-ups that bring nothing new."""
     from sequencer.usecases.checking import validate_sequences
 
-    errors, checked = validate_sequences(config, sequences or [])
+    errors, warnings, checked = validate_sequences(config, sequences or [], strict=strict)
     for line in checked:
         typer.echo(line)
+    for warning in warnings:
+        typer.echo(warning, err=True)
     for err in errors:
         typer.echo(f"error: {err}", err=True)
     if errors:
@@ -127,6 +132,33 @@ def run(
 ) -> None:
     """Scheduler + senders + inbox watcher in one process (the embedded default)."""
     _serve(config, log_format, log_file, verbose, threads=threads)
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8080,
+    log_format: LogFormat = "human",
+    log_file: LogFile = None,
+    verbose: Verbose = False,
+) -> None:
+    """The unsubscribe endpoint behind unsubscribe_url: one-click POST (RFC 8058) halts and
+    suppresses; GET shows a confirmation page and never unsubscribes by itself."""
+    from sequencer.usecases.sending import unsubscribe_tokens
+    from sequencer.web import serve as serve_links
+
+    _check_log_format(log_format)
+    eventlog.configure(log_format, log_file, verbose=verbose)
+    application = _load(config)
+    try:
+        tokens = unsubscribe_tokens(application)
+        template = application.settings.unsubscribe_url
+        if tokens is None or template is None:
+            raise _fail("serve needs unsubscribe_url and secret_env in the settings")
+        serve_links(application, tokens, template, host, port)
+    finally:
+        application.close()
 
 
 @app.command()

@@ -44,6 +44,8 @@ _ENCODED_WORD_BYTES = 45  # 45 bytes -> 60 base64 chars -> a 72-char encoded wor
 _FOLD_AT = 78
 _MAX_LINE = 998
 _LONG_NAME = 200
+_UNSUBSCRIBE_URI = re.compile(r"(?:https|http|mailto):[!-;=?-~]{1,900}")
+_ONE_CLICK = "List-Unsubscribe=One-Click"
 
 _STANDARD_HEADERS = frozenset(
     {
@@ -97,10 +99,17 @@ def compose(
     in_reply_to: str | None = None,
     references: Sequence[str] = (),
     thread_subject: str | None = None,
-    list_unsubscribe: str | None = None,
+    list_unsubscribe: Sequence[str] = (),
     extra_headers: Mapping[str, str] = {},  # noqa: B006 - read only
 ) -> bytes:
-    """The full message as bytes (CRLF), ready for SMTP DATA; verified before it is returned."""
+    """The full message as bytes (CRLF), ready for SMTP DATA; verified before it is returned.
+
+    ``list_unsubscribe``: the unsubscribe URIs, in order of preference (RFC 2369): at most one
+    http(s) URI, which also writes ``List-Unsubscribe-Post: List-Unsubscribe=One-Click``
+    (RFC 8058), and any ``mailto:`` URIs. Empty: no List-* header at all.
+    """
+    if isinstance(list_unsubscribe, str):
+        list_unsubscribe = (list_unsubscribe,)
     headers = _headers(
         sender=sender,
         to=to,
@@ -142,6 +151,7 @@ def verify(data: bytes, *, expected_to: str, message_id: str, allowed: Iterable[
         seen.add(key)
         _check_decoded(name, raw)
     _check_to(message.get_all("To") or [], expected_to)
+    _check_one_click(message.get("List-Unsubscribe"), message.get("List-Unsubscribe-Post"))
     if _unfold(message.get("Message-ID", "")) != message_id:
         raise HeaderInjectionError("Message-ID does not match")
 
@@ -174,6 +184,17 @@ def _check_to(values: list[str], expected_to: str) -> None:
         raise HeaderInjectionError("To address does not match the recipient")
 
 
+def _check_one_click(urls: str | None, post: str | None) -> None:
+    """RFC 8058: the Post header carries exactly the one-click value, and only beside an
+    http(s) URI in List-Unsubscribe."""
+    if post is None:
+        return
+    if _unfold(post).strip() != _ONE_CLICK:
+        raise HeaderInjectionError("List-Unsubscribe-Post: not the one-click value")
+    if urls is None or not re.search(r"<https?:", _unfold(urls)):
+        raise HeaderInjectionError("List-Unsubscribe-Post without an http(s) URI")
+
+
 def _unfold(value: str) -> str:
     return re.sub(r"\r?\n(?=[ \t])", "", value)
 
@@ -194,7 +215,7 @@ def _headers(
     date: datetime,
     in_reply_to: str | None,
     references: Sequence[str],
-    list_unsubscribe: str | None,
+    list_unsubscribe: Sequence[str],
     extra_headers: Mapping[str, str],
 ) -> list[str]:
     if date.tzinfo is None or date.utcoffset() is None:
@@ -211,7 +232,7 @@ def _headers(
     if references:
         ids = [_message_id("References", ref) for ref in references]
         lines.append("References: " + "\r\n ".join(ids) + "\r\n")
-    if list_unsubscribe is not None:
+    if list_unsubscribe:
         lines.extend(_list_unsubscribe(list_unsubscribe))
     for name, value in extra_headers.items():
         lines.append(_extra(name, value))
@@ -310,13 +331,18 @@ def _message_id(header: str, value: str) -> str:
     return value
 
 
-def _list_unsubscribe(url: str) -> list[str]:
-    check_header_value("List-Unsubscribe", url)
-    if not re.fullmatch(r"(https|http|mailto):[!-;=?-~]{1,900}", url):
-        raise HeaderInjectionError(f"List-Unsubscribe: not a usable URI: {url!r}")
-    lines = [f"List-Unsubscribe: <{url}>\r\n"]
-    if url.startswith("https:"):
-        lines.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+def _list_unsubscribe(urls: Sequence[str]) -> list[str]:
+    for url in urls:
+        check_header_value("List-Unsubscribe", url)
+        if not _UNSUBSCRIBE_URI.fullmatch(url):
+            raise HeaderInjectionError(f"List-Unsubscribe: not a usable URI: {url!r}")
+    web = [url for url in urls if not url.startswith("mailto:")]
+    if len(web) > 1:
+        raise HeaderInjectionError("List-Unsubscribe: RFC 8058 allows one http(s) URI")
+    # One URI per line: each stays under the 998-byte limit however long the other is.
+    lines = ["List-Unsubscribe: " + ",\r\n ".join(f"<{url}>" for url in urls) + "\r\n"]
+    if web:
+        lines.append(f"List-Unsubscribe-Post: {_ONE_CLICK}\r\n")
     return lines
 
 

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import holidays as holiday_data
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints
 
 from sequencer.config import parse_duration
+from sequencer.core.unsubscribe import DEFAULT_POLICY, ListUnsubscribe
 from sequencer.core.yamlfile import Loc, YamlDocument, read_yaml, validate
 from sequencer.errors import ConfigError, SpecError
 
@@ -133,6 +134,7 @@ class Sequence:
     # countries whose public holidays apply to prospects without a `country` of their own.
     holidays: frozenset[str] | None = None
     pacing: Pacing = Pacing()
+    list_unsubscribe: ListUnsubscribe = DEFAULT_POLICY
 
     @property
     def date_columns(self) -> frozenset[str]:
@@ -321,6 +323,7 @@ class _SequenceModel(_Model):
     min_gap: Annotated[timedelta, PlainValidator(_positive_span)] | None = None
     max_per_week: Annotated[int, PlainValidator(check_per_week)] | None = None
     steps: list[_StepModel] = Field(min_length=1)
+    list_unsubscribe: Literal["always", "never", "auto"] = DEFAULT_POLICY.value
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -347,6 +350,7 @@ def build_sequence(doc: YamlDocument) -> Sequence:
         path=doc.path,
         holidays=raw.holidays,
         pacing=Pacing(raw.min_gap, raw.max_per_week),
+        list_unsubscribe=ListUnsubscribe(raw.list_unsubscribe),
     )
 
 

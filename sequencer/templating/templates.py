@@ -357,6 +357,8 @@ class Template:
     _subject: _Part = field(repr=False, compare=False)
     _text: _Part = field(repr=False, compare=False)
     _html: _Part | None = field(repr=False, compare=False)
+    text_source: str = field(default="", repr=False, compare=False)  # the body, as written
+    text_line: int = field(default=0, repr=False, compare=False)  # its first line in the file
 
     def render(self, context: Mapping[str, object]) -> Rendered:
         """Render for one prospect; raise TemplateError instead of sending anything odd."""
@@ -451,6 +453,8 @@ def _load(directory: Path, name: str) -> Template:
         _subject=subject,
         _text=text,
         _html=html,
+        text_source=body_source,
+        text_line=body_line,
     )
 
 

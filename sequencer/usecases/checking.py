@@ -6,6 +6,7 @@ from collections.abc import Sequence as Seq
 from pathlib import Path
 
 from sequencer.config import Settings, load_settings
+from sequencer.core.lint import Body, Finding, lint
 from sequencer.core.spec import Sequence, load_sequence, load_sequences, resolve_sequence
 from sequencer.errors import SequencerError, SpecError
 from sequencer.templating.templates import TemplateSet
@@ -27,14 +28,27 @@ def check_sequence(seq: Sequence, settings: Settings, templates: TemplateSet) ->
     return problems
 
 
-def validate_sequences(config: Path | None, refs: Seq[str]) -> tuple[list[str], list[str]]:
-    """(errors, lines for the sequences that passed)."""
+def lint_sequence(seq: Sequence, templates: TemplateSet) -> list[Finding]:
+    """The "new information" warnings for ``seq``'s follow-ups (``core.lint``)."""
+    bodies: list[Body] = []
+    for step in seq.steps:
+        template = templates.get(step.template)
+        bodies.append(Body(seq.name, step.name, template.path, template.text_line,
+                           template.text_source))
+    return lint(bodies)
+
+
+def validate_sequences(config: Path | None, refs: Seq[str], *, strict: bool = False
+                       ) -> tuple[list[str], list[str], list[str]]:
+    """(errors, warnings, lines for the sequences that passed); ``strict`` makes every
+    warning an error."""
     try:
         settings = load_settings(config)
     except SequencerError as err:
-        return [str(err)], []
+        return [str(err)], [], []
     templates = TemplateSet(settings.templates_dir)
     errors: list[str] = []
+    warnings: list[str] = []
     checked: list[str] = []
     sequences: list[Sequence] = []
     try:
@@ -49,11 +63,16 @@ def validate_sequences(config: Path | None, refs: Seq[str]) -> tuple[list[str], 
         errors.append(str(err))
     for seq in sequences:
         problems = check_sequence(seq, settings, templates)
+        findings = [] if problems else lint_sequence(seq, templates)
+        if strict:
+            problems += [f"{f.path}:{f.line}: {f.message} (--strict)" for f in findings]
+        else:
+            warnings.extend(str(f) for f in findings)
         errors.extend(problems)
         if not problems:
             checked.append(f"ok: {seq.name} ({seq.path}): {len(seq.steps)} steps, "
                            f"mailbox {seq.mailbox}")
-    return errors, checked
+    return errors, warnings, checked
 
 
 def _line_of(path: Path, needle: str) -> int | None:

@@ -116,7 +116,7 @@ def render_preview(app: Workspace, ref: str, email: str) -> str:
     for step in seq.steps:
         rendered = app.templates.get(step.template).render(template_context(
             app, email=address, variables=row.vars or {}, mailbox=seq.mailbox,
-            sequence=seq.name, step=step.name, message_id=None))
+            sequence=seq.name, step=step.name, unsubscribe_url=None))
         out.append(f"--- step {step.name} (wait {_wait_text(step)}"
                    f"{', threaded' if step.thread else ''}) ---")
         out.append(f"From: {mailbox.sender}\nTo: {address}\nSubject: {rendered.subject}\n")

@@ -21,6 +21,7 @@ from sequencer.core.addresses import AddressError, sending_address
 from sequencer.core.compose import compose
 from sequencer.core.machine import EnrollmentState, Event, SendStatus
 from sequencer.core.spec import Sequence
+from sequencer.core.unsubscribe import Tokens, link, mailto, wants_headers
 from sequencer.errors import (
     AuthenticationError,
     DeliveryAborted,
@@ -120,9 +121,11 @@ async def deliver(app: Workspace, claim: Claim, senders: Senders) -> None:
         return
     base = _record(job, step.name, mailbox.name)
     try:
+        unsubscribe = unsubscribe_link(app, message_id=job.message_id,
+                                       enrollment_id=job.enrollment_id, email=job.email)
         rendered = app.templates.get(step.template).render(template_context(
             app, email=job.email, variables=job.vars, mailbox=job.mailbox,
-            sequence=seq.name, step=step.name, message_id=job.message_id))
+            sequence=seq.name, step=step.name, unsubscribe_url=unsubscribe))
         thread = step.thread and job.thread_message_id is not None
         rcpt = sending_address(job.email)  # an IDN domain goes out as its A-label
         data = compose(
@@ -131,7 +134,7 @@ async def deliver(app: Workspace, claim: Claim, senders: Senders) -> None:
             to_name=_full_name(job), in_reply_to=job.thread_message_id if thread else None,
             references=job.thread_references if thread else (),
             thread_subject=job.thread_subject if thread else None,
-            list_unsubscribe=_unsubscribe_url(app, job.mailbox, job.message_id),
+            list_unsubscribe=list_unsubscribe(app, seq, mailbox.sender_address, unsubscribe),
         )
     except (TemplateError, HeaderInjectionError, AddressError) as err:
         _finish_failed(app, job, None, f"cannot compose: {err}", base)
@@ -190,27 +193,50 @@ async def deliver(app: Workspace, claim: Claim, senders: Senders) -> None:
 
 
 def template_context(app: Workspace, *, email: str, variables: Mapping[str, object], mailbox: str,
-                     sequence: str, step: str, message_id: str | None) -> dict[str, object]:
-    """What a template sees: the CSV columns plus the built-in variables."""
+                     sequence: str, step: str, unsubscribe_url: str | None
+                     ) -> dict[str, object]:
+    """What a template sees: the CSV columns plus the built-in variables; ``unsubscribe_url``
+    is this email's link, or (None) the ``mailto:`` of the mailbox."""
     context: dict[str, object] = dict(variables)
     context.update(
         email=email, sender=sender_name(app.mailbox(mailbox).sender), sequence=sequence,
-        step=step, unsubscribe_url=_unsubscribe_url(app, mailbox, message_id),
+        step=step,
+        unsubscribe_url=unsubscribe_url or mailto(app.mailbox(mailbox).sender_address),
     )
     return context
+
+
+def unsubscribe_tokens(app: Workspace) -> Tokens | None:
+    """The signer of unsubscribe links, when ``secret_env`` is set."""
+    keys = app.settings.unsubscribe_keys
+    return None if keys is None else Tokens(keys.reveal().split())
+
+
+def unsubscribe_link(app: Workspace, *, message_id: str, enrollment_id: int, email: str
+                     ) -> str | None:
+    """This email's one-click link (``unsubscribe_url`` with its signed token), if set."""
+    template = app.settings.unsubscribe_url
+    tokens = unsubscribe_tokens(app)
+    if template is None or tokens is None:
+        return None
+    return link(template, tokens.issue(message_id=message_id, enrollment_id=enrollment_id,
+                                       email=email))
+
+
+def list_unsubscribe(app: Workspace, seq: Sequence, address: str, web: str | None
+                     ) -> tuple[str, ...]:
+    """The List-Unsubscribe URIs for an email of ``seq`` (none when its policy says so):
+    the link first (one-click), then ``mailto:`` the sender."""
+    capacity = sum(box.daily_limit for box in app.settings.mailboxes.values())
+    if not wants_headers(seq.list_unsubscribe, capacity):
+        return ()
+    return (web, mailto(address)) if web else (mailto(address),)
 
 
 def sender_name(sender: str) -> str:
     """The `sender` template variable: the display name, or the address when there is none."""
     name, address = parseaddr(sender)
     return name or address
-
-
-def _unsubscribe_url(app: Workspace, mailbox: str, message_id: str | None) -> str:
-    template = app.settings.unsubscribe_url
-    if template and message_id:
-        return template.replace("{token}", message_id.strip("<>"))
-    return f"mailto:{app.mailbox(mailbox).sender_address}?subject=unsubscribe"
 
 
 def _full_name(job: Job) -> str | None:

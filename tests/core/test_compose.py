@@ -139,6 +139,42 @@ def test_mailto_list_unsubscribe_has_no_one_click_post() -> None:
     assert "List-Unsubscribe-Post" not in message
 
 
+def test_the_link_and_the_mailto_share_one_header_with_one_click_post() -> None:
+    link = "https://example.com/u/" + "t" * 300
+    data = build(list_unsubscribe=(link, "mailto:dana@example.com?subject=unsubscribe"))
+    message = parse(data)
+    uris = re.findall(r"<([^<>]+)>", message["List-Unsubscribe"])
+    assert uris == [link, "mailto:dana@example.com?subject=unsubscribe"]
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert max(len(line) for line in data.split(b"\r\n")) < 400, "one URI per folded line"
+
+
+def test_no_unsubscribe_uris_means_no_list_headers() -> None:
+    message = parse(build(list_unsubscribe=()))
+    assert "List-Unsubscribe" not in message and "List-Unsubscribe-Post" not in message
+
+
+@pytest.mark.parametrize(
+    "uris",
+    [
+        ("https://a.example/u/1", "https://b.example/u/2"),
+        ("https://a.example/u/<1>",),
+        ("javascript:alert(1)",),
+    ],
+)
+def test_unusable_unsubscribe_uris_are_refused(uris: tuple[str, ...]) -> None:
+    with pytest.raises(HeaderInjectionError):
+        build(list_unsubscribe=uris)
+
+
+def test_verify_refuses_a_one_click_post_without_an_http_uri() -> None:
+    data = build(list_unsubscribe=("mailto:dana@example.com?subject=unsubscribe",))
+    forged = data.replace(b"MIME-Version:", b"List-Unsubscribe-Post: List-Unsubscribe=One-Click"
+                          b"\r\nMIME-Version:", 1)
+    with pytest.raises(HeaderInjectionError, match="without an http"):
+        verify(forged, expected_to="ana@example.org", message_id=MID)
+
+
 def test_extra_headers_are_written_and_verified() -> None:
     message = parse(build(extra_headers={"X-Sequencer-Step": "reminder"}))
     assert message["X-Sequencer-Step"] == "reminder"
