@@ -60,7 +60,8 @@ def make_app(app: Workspace, tokens: Tokens, template: str) -> Starlette:
     ])
 
 
-async def _handle(app: Workspace, tokens: Tokens, pattern: LinkPattern, request: Request) -> Response:
+async def _handle(app: Workspace, tokens: Tokens, pattern: LinkPattern,
+                  request: Request) -> Response:
     token = pattern.token(request.url.path, request.url.query)
     if token is None:
         return _page(404, "Not found", "There is nothing here.")

@@ -51,17 +51,17 @@ STALLS: dict[str, tuple[str, ...]] = {
         r"gibt es (?:schon )?(?:etwas )?neues", r"gibt es (?:schon )?neuigkeiten",
         r"haben sie (?:sich )?(?:schon |bereits )?(?:eine )?entscheidung",
         r"nur zur erinnerung", r"kleine erinnerung", r"freundliche erinnerung",
-        r"schiebe (?:das|diese (?:e-?mail|nachricht)|meine (?:e-?mail|nachricht)) "
+        r"schiebe (?:das|diese (?:e ?mail|nachricht)|meine (?:e ?mail|nachricht)) "
         r"(?:mal )?(?:wieder )?nach oben",
     ),
     "fr": (
         r"je me permets de revenir vers vous", r"je reviens vers vous",
         r"(?:petit|simple) rappel", r"je me permets de (?:vous )?relancer",
         r"je (?:vous )?relance", r"je fais suite a mon (?:precedent |dernier )?"
-        r"(?:message|e-?mail|mail|courriel)",
-        r"avez[- ]vous eu le temps", r"avez[- ]vous pris (?:une|votre) decision",
+        r"(?:message|e ?mail|mail|courriel)",
+        r"avez vous eu le temps", r"avez vous pris (?:une|votre) decision",
         r"des nouvelles (?:de votre cote|concernant|au sujet)",
-        r"(?:juste )?pour faire le point", r"je remonte (?:ce|mon) (?:message|mail|e-?mail)",
+        r"(?:juste )?pour faire le point", r"je remonte (?:ce|mon) (?:message|mail|e ?mail)",
     ),
     "es": (
         r"solo queria saber", r"(?:solo |solamente )?para dar(?:le)? seguimiento",

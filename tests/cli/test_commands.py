@@ -99,3 +99,42 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "sequencer", "run", "--log-format", "xml"],
                             cwd=tmp_path, capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 2
+
+
+def test_validate_warns_on_follow_ups_with_nothing_new_and_strict_fails(tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path, 2525)
+    wd.write("templates/thank_you.txt.j2", "Subject: Thanks\n\nHi {{ first_name }}, thanks for "
+             "stopping by our booth; here is the overview we promised.\n")
+    wd.write("templates/reminder.txt.j2",
+             "Subject: Again\n\nHi {{ first_name }},\n\nJust checking in on this.\n")
+    wd.write("templates/new_info.txt.j2", (wd.path / "templates/thank_you.txt.j2").read_text())
+    reminder = wd.path / "templates/reminder.txt.j2"
+    new_info = wd.path / "templates/new_info.txt.j2"
+
+    lenient = wd.cli("validate")
+    strict = wd.cli("validate", "--strict")
+
+    assert lenient.returncode == 0, lenient.stderr
+    assert lenient.stdout.startswith("ok: three ")
+    assert lenient.stderr.splitlines() == [
+        f"{reminder}:5: warning: step three/reminder leans on 'just checking in': a follow-up "
+        "should say what is new (a fact, a resource, a question), not that it follows up",
+        f"{new_info}:3: warning: step three/new-information repeats step thank-you "
+        f"({wd.path / 'templates/thank_you.txt.j2'}): 100% of its 3-word phrases are already "
+        "there; bring something new",
+    ]
+    assert strict.returncode == 1
+    assert strict.stdout == ""
+    assert [line.split(": ", 2)[:2] for line in strict.stderr.splitlines()] == [
+        ["error", f"{reminder}:5"], ["error", f"{new_info}:3"]]
+
+
+def test_the_shipped_examples_validate_clean_even_under_strict(tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path, 2525)
+    for folder in ("sequences", "templates"):
+        for path in (REPO / folder).iterdir():
+            wd.write(f"{folder}/{path.name}", path.read_text(encoding="utf-8"))
+    result = wd.cli("validate", "--strict", "trade-show", "after-meeting")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.count("ok: ") == 2
