@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import email
 from collections import Counter
 from pathlib import Path
 
@@ -56,8 +57,50 @@ def test_every_bounce_names_where_its_hard_or_soft_label_comes_from(rows):
     assert Counter(row.bounce for row in bounces).keys() == {"hard", "soft"}
 
 
-def test_every_kind_is_present(rows):
-    assert {row.kind for row in rows} >= {"bounce", "complaint", "auto_reply", "unrelated"}
+def test_every_kind_is_present_in_both_sets(rows):
+    for name in SETS:
+        assert {row.kind for row in rows if row.set == name} == KINDS, name
+
+
+def test_every_kind_of_automatic_mail_the_classifier_must_know_is_present(rows):
+    subkinds = {(row.kind, row.subkind) for row in rows}
+    assert subkinds >= {
+        ("auto_reply", "out_of_office"), ("auto_reply", "mdn"),
+        ("auto_reply", "challenge_response"), ("auto_reply", "auto_generated"),
+        ("auto_reply", "delivery_success"), ("bounce", "failure"), ("bounce", "delayed"),
+        ("complaint", "arf"), ("complaint", "ses_complaint"),
+        ("reply", "negated_optout"), ("reply", "cc_removal"), ("reply", "quoted_footer"),
+        ("unsubscribe", "request"), ("unsubscribe", "one_click"), ("unrelated", "newsletter")}
+    assert {row.kind for row in rows if "sns_json" in row.tags} >= {"bounce", "complaint"}
+    assert any("lotus_notes_auto" in row.tags for row in rows)
+
+
+def test_out_of_office_replies_come_in_at_least_20_languages_in_each_set(rows):
+    ooo = [row for row in rows if row.subkind == "out_of_office"]
+    for name in SETS:
+        assert len({row.language for row in ooo if row.set == name}) >= 20, name
+
+
+def test_an_out_of_office_is_tagged_no_rfc3834_exactly_when_it_has_no_rfc3834_header(rows):
+    marks = ("auto-submitted", "x-autoreply", "x-autorespond", "precedence")
+    for row in rows:
+        if row.subkind != "out_of_office":
+            continue
+        headers = email.message_from_bytes(row.raw())
+        automatic = any(headers[m] for m in marks)
+        assert automatic != ("no_rfc3834" in row.tags), row.name
+    without = [row for row in rows if row.subkind == "out_of_office" and "no_rfc3834" in row.tags]
+    assert len(without) >= 20
+
+
+def test_human_replies_come_from_the_major_clients(rows):
+    clients = {row.client for row in rows if row.kind == "reply"}
+    assert clients >= {"gmail", "outlook", "apple_mail", "thunderbird", "ios_mail", "android_gmail"}
+
+
+def test_the_holdout_is_at_least_a_quarter_of_the_corpus(rows):
+    counts = Counter(row.set for row in rows)
+    assert counts["holdout"] * 4 >= len(rows), counts
 
 
 def test_a_broken_manifest_is_refused_with_file_line_and_reason(tmp_path):
