@@ -6,4 +6,6 @@ pytest_plugins = [
     "tests.fixtures.dovecot",
     "tests.fixtures.redis",
     "tests.fixtures.postgres",
+    "tests.fixtures.oauth_provider",
+    "tests.fixtures.oauth_mail",
 ]
