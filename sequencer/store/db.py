@@ -81,7 +81,7 @@ class Store:
             self.reader.dispose()
 
 
-HEAD = "0001"
+HEAD = "0002"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 

@@ -146,3 +146,11 @@ inbound = Table(
     Column("at", UTCDateTime(), nullable=False),
     UniqueConstraint("mailbox", "message_id", name="uq_inbound_mailbox_message"),
 )
+
+oauth_grants = Table(
+    "oauth_grants",
+    metadata,
+    Column("mailbox", String(200), primary_key=True),
+    Column("sealed", Text, nullable=False),  # Fernet token of the grant's JSON
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
