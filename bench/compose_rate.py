@@ -20,9 +20,9 @@ from pathlib import Path
 
 from email_validator import validate_email
 
-from sequencer.core.compose import compose, new_message_id
+from sequencer.core.compose import Rendered, compose, new_message_id
 from sequencer.prospects import read_prospects
-from sequencer.templating.templates import Rendered, TemplateSet
+from sequencer.templating.templates import TemplateSet
 
 TEXT = "Subject: Thanks for stopping by, {{ first_name }}\n\nHi {{ first_name }},\n\n" + (
     "Thanks for visiting the {{ company }} booth — here is what we promised.\n" * 6

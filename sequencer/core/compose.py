@@ -29,7 +29,6 @@ from email.utils import format_datetime, getaddresses
 
 from sequencer.core.addresses import AddressError, ascii_domain
 from sequencer.errors import HeaderInjectionError
-from sequencer.templating.templates import Rendered
 
 _CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")
@@ -55,6 +54,15 @@ _STANDARD_HEADERS = frozenset(
     }
 )  # fmt: skip
 _FORBIDDEN_EXTRA = _STANDARD_HEADERS | {"cc", "bcc", "sender", "reply-to", "return-path"}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One prospect's email, rendered: a one-line subject, a text body, maybe an HTML body."""
+
+    subject: str
+    text: str
+    html: str | None
 
 
 @dataclass(frozen=True)

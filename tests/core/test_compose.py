@@ -13,9 +13,16 @@ from typing import Any
 import aiosmtplib
 import pytest
 
-from sequencer.core.compose import Envelope, check_header_value, compose, new_message_id, verify
+from sequencer.core.compose import (
+    Envelope,
+    Rendered,
+    check_header_value,
+    compose,
+    new_message_id,
+    verify,
+)
 from sequencer.errors import HeaderInjectionError
-from sequencer.templating.templates import Rendered, TemplateSet
+from sequencer.templating.templates import TemplateSet
 
 CVE_2024_6923 = "=?UTF-8?Q?=0A?=Bcc: evil@example.net"
 DATE = datetime(2025, 3, 4, 9, 30, tzinfo=timezone(timedelta(hours=-5)))
