@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Connection, delete, insert, select, update
 
 from sequencer.core.machine import EnrollmentState, SendStatus
+from sequencer.store.db import Store
 from sequencer.store.schema import enrollments, sends, suppressions
 
 ACTIVE = EnrollmentState.ACTIVE.value
@@ -21,6 +22,13 @@ def halt_address(conn: Connection, email: str, state: EnrollmentState, now: date
         conn.execute(update(enrollments).where(enrollments.c.id == enrollment_id)
                      .values(state=state.value, next_due=None, updated_at=now))
         drop_unsent(conn, enrollment_id)
+
+
+def suppressed(store: Store, email: str) -> bool:
+    """True when ``email`` is on the suppression list."""
+    with store.read() as conn:
+        return conn.scalar(select(suppressions.c.email)
+                           .where(suppressions.c.email == email)) is not None
 
 
 def add_suppression(conn: Connection, email: str, reason: str, now: datetime) -> None:

@@ -19,7 +19,7 @@ from sequencer.core.machine import EnrollmentState
 from sequencer.core.unsubscribe import InvalidToken, Tokens
 from sequencer.eventlog import EventRecord, emit
 from sequencer.store import inbound as store_inbound
-from sequencer.store.optout import suppressed
+from sequencer.store.halting import suppressed
 from sequencer.workspace import Workspace
 
 _OPEN = frozenset({EnrollmentState.ACTIVE.value, EnrollmentState.PAUSED.value})
