@@ -13,7 +13,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from email.utils import getaddresses
 from pathlib import Path
@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FILE = "sequencer.yaml"
 SECRET_IN_YAML = "secrets never live in YAML: use password_env"
+_SECRET_KEYS = {
+    "client_secret": "secrets never live in YAML: use client_secret_env",
+    "refresh_token": "secrets never live in YAML: `sequencer auth MAILBOX` stores the grant",
+    "access_token": "secrets never live in YAML: `sequencer auth MAILBOX` stores the grant",
+}
 
 
 class Secret:
@@ -87,6 +92,38 @@ class ImapConfig:
 
 
 @dataclass(frozen=True)
+class OAuthSettings:
+    """One mailbox's OAuth2 client (from its ``oauth2:`` settings, or a provider preset)."""
+
+    client_id: str
+    authorize_url: str
+    token_url: str
+    client_secret: Secret | None = None
+    device_url: str | None = None
+    scopes: tuple[str, ...] = ()
+    #: Extra authorization-request parameters (Google: access_type=offline, prompt=consent).
+    authorize_params: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: The host of the loopback redirect URI the provider has registered for the client.
+    redirect_host: str = "127.0.0.1"
+    sasl: Literal["auto", "XOAUTH2", "OAUTHBEARER"] = "auto"
+    #: Refresh an access token this long before it expires (at most half its lifetime).
+    refresh_margin_s: float = 300.0
+    http_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class OAuthMailbox:
+    """``auth: oauth2``: the client, the SASL user name and where the grant is kept
+    (``token_file``, or else the database, encrypted with the key in ``token_key_env``)."""
+
+    client: OAuthSettings
+    username: str
+    token_key_env: str
+    token_key: Secret | None
+    token_file: Path | None
+
+
+@dataclass(frozen=True)
 class MailboxConfig:
     name: str
     sender: str
@@ -96,6 +133,7 @@ class MailboxConfig:
     imap: ImapConfig | None
     inbox: Path | None
     daily_limit: int = 200
+    oauth: OAuthMailbox | None = None  # None: auth: password
 
 
 @dataclass(frozen=True)
@@ -201,8 +239,25 @@ class _ImapModel(_Model):
     folder: Text = "INBOX"
 
 
+class _OAuth2Model(_Model):
+    client_id: Text
+    client_secret_env: Text | None = None
+    authorize_url: Text
+    token_url: Text
+    device_url: Text | None = None
+    scopes: list[Text] = Field(default_factory=list)
+    authorize_params: dict[str, str] = Field(default_factory=dict)
+    redirect_host: Literal["127.0.0.1", "localhost"] = "127.0.0.1"
+    sasl: Literal["auto", "xoauth2", "oauthbearer"] = "auto"
+    refresh_margin: Duration = timedelta(minutes=5)
+    token_key_env: Text = "SEQUENCER_TOKEN_KEY"
+    token_file: Text | None = None
+
+
 class _MailboxModel(_Model):
     sender: Text = Field(alias="from")
+    auth: Literal["password", "oauth2"] = "password"
+    oauth2: _OAuth2Model | None = None
     smtp: _SmtpModel
     imap: _ImapModel | None = None
     inbox: Text | None = None
@@ -278,6 +333,8 @@ class _Builder:
             key = str(loc[-1]).lower()
             if "password" in key and key != "password_env":
                 raise ConfigError(SECRET_IN_YAML, self.doc.path, line)
+            if key in _SECRET_KEYS:
+                raise ConfigError(_SECRET_KEYS[key], self.doc.path, line)
         raw = validate(_SettingsModel, self.doc, ConfigError)
         log.debug("loaded settings from %s", self.doc.path)
         return Settings(
@@ -367,6 +424,7 @@ class _Builder:
         sender, address, domain = self._sender(raw.sender, (*at, "from"))
         if raw.imap is not None and raw.inbox is not None:
             raise self.fail("use either imap or inbox, not both", (*at, "inbox"))
+        oauth = self._oauth(raw, address, at)
         return MailboxConfig(
             name=name,
             sender=sender,
@@ -376,7 +434,61 @@ class _Builder:
             imap=None if raw.imap is None else self._imap(raw.imap, (*at, "imap")),
             inbox=None if raw.inbox is None else self._inbox(raw.inbox, (*at, "inbox")),
             daily_limit=raw.daily_limit,
+            oauth=oauth,
         )
+
+    def _oauth(self, raw: _MailboxModel, address: str, at: Loc) -> OAuthMailbox | None:
+        if raw.auth == "password":
+            if raw.oauth2 is not None:
+                raise self.fail("oauth2: only used with auth: oauth2", (*at, "oauth2"))
+            return None
+        if raw.oauth2 is None:
+            raise self.fail("auth: oauth2 needs an oauth2: section (client_id, authorize_url, "
+                            "token_url)", (*at, "auth"))
+        for part, box in (("smtp", raw.smtp), ("imap", raw.imap)):
+            if box is not None and box.password_env is not None:
+                raise self.fail("password_env: not used with auth: oauth2",
+                                (*at, part, "password_env"))
+        o = raw.oauth2
+        where: Loc = (*at, "oauth2")
+        for url_key in ("authorize_url", "token_url", "device_url"):
+            url = getattr(o, url_key)
+            if url is not None and not _http_url_ok(url):
+                raise self.fail(
+                    f"{url_key}: must be an https URL (http only to a loopback host)",
+                    (*where, url_key))
+        token_file = None if o.token_file is None else self._path(o.token_file)
+        token_key = None
+        if token_file is None:
+            token_key = self._secret(o.token_key_env, (*where, "token_key_env"),
+                                     "token_key_env")
+            assert token_key is not None
+            try:
+                from cryptography.fernet import Fernet
+
+                Fernet(token_key.reveal().encode())
+            except ValueError:
+                raise self.fail(
+                    f"token_key_env: {o.token_key_env} is not a Fernet key (32 url-safe base64 "
+                    "bytes; make one with `sequencer auth --new-key`)",
+                    (*where, "token_key_env"),
+                ) from None
+        client = OAuthSettings(
+            client_id=o.client_id,
+            authorize_url=o.authorize_url,
+            token_url=o.token_url,
+            client_secret=self._secret(o.client_secret_env, (*where, "client_secret_env"),
+                                       "client_secret_env"),
+            device_url=o.device_url,
+            scopes=tuple(o.scopes),
+            authorize_params=MappingProxyType(dict(o.authorize_params)),
+            redirect_host=o.redirect_host,
+            sasl="auto" if o.sasl == "auto" else o.sasl.upper(),  # type: ignore[arg-type]
+            refresh_margin_s=o.refresh_margin.total_seconds(),
+        )
+        username = raw.smtp.username or address
+        return OAuthMailbox(client=client, username=username, token_key_env=o.token_key_env,
+                            token_key=token_key, token_file=token_file)
 
     def _sender(self, text: str, at: Loc) -> tuple[str, str, str]:
         try:
@@ -437,6 +549,17 @@ class _Builder:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _http_url_ok(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return False
+    if host is None:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host))
 
 
 def is_loopback(host: str) -> bool:

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from sequencer.config import MailboxConfig, Settings, load_settings
 from sequencer.core.spec import Sequence, load_sequences
 from sequencer.errors import SpecError
+from sequencer.oauth.sources import TokenSources
 from sequencer.store.db import Store, utcnow
 from sequencer.templating.templates import TemplateSet
 
@@ -29,6 +30,12 @@ class Workspace:
     sequences: Mapping[str, Sequence]
     templates: TemplateSet
     clock: Clock = field(default=utcnow)
+    #: Access tokens of the ``auth: oauth2`` mailboxes, shared by this process's threads.
+    tokens: TokenSources = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.tokens is None:
+            object.__setattr__(self, "tokens", TokenSources(self.settings, self.store))
 
     @classmethod
     def load(cls, config: Path | None = None, *, clock: Clock = utcnow,

@@ -344,6 +344,72 @@ def suppress(email: EmailArg, config: ConfigOpt = None) -> None:
 
 
 @app.command()
+def auth(
+    mailbox: Annotated[Optional[str], typer.Argument(help="an `auth: oauth2` mailbox")] = None,  # noqa: UP045
+    config: ConfigOpt = None,
+    device: Annotated[bool, typer.Option(
+        "--device", help="device-code flow: enter a code on any other device (headless "
+        "servers; Microsoft allows it for mail, Google does not)")] = False,
+    timeout: Annotated[float, typer.Option(min=1, help="seconds to wait for the approval")]
+    = 300.0,
+    new_key: Annotated[bool, typer.Option(
+        "--new-key", help="print a new key for token_key_env and exit")] = False,
+) -> None:
+    """Authorize an `auth: oauth2` mailbox: open the URL it prints and approve.
+
+    The refresh token is stored encrypted in the database (or in the mailbox's
+    token_file); tokens are never printed."""
+    from sequencer.errors import SequencerError as Failure
+    from sequencer.oauth import flows
+    from sequencer.oauth.grants import new_key as make_key
+    from sequencer.oauth.sources import grant_store
+    from sequencer.store import outcomes
+
+    if new_key:
+        typer.echo(make_key())
+        return
+    if mailbox is None:
+        raise typer.BadParameter("name the mailbox to authorize", param_hint="MAILBOX")
+    ws = _load(config)
+    try:
+        box = ws.settings.mailboxes.get(mailbox)
+        if box is None:
+            raise _fail(f"no mailbox named {mailbox!r} in the settings")
+        if box.oauth is None:
+            raise _fail(f"mailbox {mailbox} uses auth: password; there is nothing to authorize")
+        oauth = box.oauth
+
+        def show(text: str) -> None:
+            typer.echo(text)
+
+        try:
+            if device:
+                show(f"to authorize mailbox {mailbox} as {oauth.username}:")
+                answer = flows.authorize_on_device(oauth.client, show=show, timeout_s=timeout)
+            else:
+                show(f"to authorize mailbox {mailbox} as {oauth.username}, open this URL in "
+                     f"a browser (waiting {timeout:.0f} s):")
+                answer = flows.authorize_in_browser(oauth.client, show=show, timeout_s=timeout,
+                                                    login_hint=oauth.username)
+            grants = grant_store(box, ws.store)
+            try:
+                previous = grants.load(mailbox)
+            except Failure:  # unreadable (a lost key): this new grant replaces it
+                previous = None
+            grants.save(mailbox, answer.grant(oauth.username, previous))
+            resumed = outcomes.unpause_mailbox(ws.store, mailbox)
+        except Failure as err:
+            raise _fail(str(err)) from err
+        typer.echo(f"authorized mailbox {mailbox}; its refresh token is kept in "
+                   f"{grants.describe()}")
+        if resumed:
+            typer.echo(f"mailbox {mailbox} was paused; restart `sequencer run` (or the "
+                       "workers) to send from it again")
+    finally:
+        ws.close()
+
+
+@app.command()
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="working folder for the demo")] =
     Path("demo-out"),

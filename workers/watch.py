@@ -18,7 +18,7 @@ from sequencer.mail.imap.watcher import ImapAccount, ImapWatcher
 from sequencer.mail.maildir import MaildirWatcher
 from sequencer.mail.watching import Inbound, Watcher
 from sequencer.store import inbound as store_inbound
-from sequencer.usecases import receiving
+from sequencer.usecases import receiving, sending
 from sequencer.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -35,9 +35,12 @@ def make_watcher(app: Workspace, mailbox: MailboxConfig, cursors: store_inbound.
         cfg = mailbox.imap
         account = ImapAccount(host=cfg.host, port=cfg.port, username=cfg.username,
                               password=cfg.password.reveal() if cfg.password else "",
-                              tls=cfg.tls, folder=cfg.folder)
+                              tls=cfg.tls, folder=cfg.folder,
+                              tokens=app.tokens.get(mailbox.name))
         return ImapWatcher(mailbox.name, account, cursors, handler,
-                           idle_s=app.settings.idle_s, timeout_s=app.settings.imap_timeout_s)
+                           idle_s=app.settings.idle_s, timeout_s=app.settings.imap_timeout_s,
+                           on_auth_failure=lambda reason: sending.pause_mailbox(
+                               app, mailbox.name, f"IMAP login refused: {reason}"))
     if mailbox.inbox is not None:
         return MaildirWatcher(mailbox.name, mailbox.inbox, cursors, handler)
     return None

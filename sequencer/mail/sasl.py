@@ -25,13 +25,14 @@ value; the continuation answers are written to the transport directly.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from aioimaplib import aioimaplib
 
@@ -131,14 +132,48 @@ def initial_response(mechanism: Mechanism, user: str, token: str,
     return oauthbearer(user, token, host, port)
 
 
-def choose(offered: Sequence[str], wanted: Mechanism | Literal["auto"] = "auto"
-           ) -> Mechanism | None:
-    """The mechanism to use among those a server offers (upper-case names).
+def choose(offered: Sequence[str], wanted: str = "auto") -> Mechanism | None:
+    """The mechanism to use among those a server offers.
 
-    ``auto`` prefers OAUTHBEARER, the standard one, and falls back to XOAUTH2."""
+    ``auto`` prefers OAUTHBEARER, the standard one, and falls back to XOAUTH2; ``XOAUTH2``
+    or ``OAUTHBEARER`` (any case) insists on that one."""
     names = {name.upper() for name in offered}
-    candidates = MECHANISMS if wanted == "auto" else (wanted,)
+    candidates = [m for m in MECHANISMS if wanted.upper() in ("AUTO", m)]
     return next((m for m in candidates if m in names), None)
+
+
+class BearerTokens(Protocol):
+    """Where a login gets its access token (``sequencer.oauth.tokens.TokenSource``)."""
+
+    @property
+    def sasl(self) -> str:
+        """``auto``, ``XOAUTH2`` or ``OAUTHBEARER``."""
+        ...
+
+    def token(self) -> str: ...
+
+    def invalidate(self, token: str) -> None: ...
+
+
+async def with_fresh_token(tokens: BearerTokens, login: Callable[[str], Awaitable[None]],
+                           first: str | None = None) -> None:
+    """Log in with the current token; when the server calls it invalid or expired, drop
+    it, take a fresh one (a refresh) and try exactly once more."""
+    token = first if first is not None else await asyncio.to_thread(tokens.token)
+    try:
+        await login(token)
+        return
+    except OAuthRejected as err:
+        if not err.token_expired:
+            raise
+        tokens.invalidate(token)
+    retry = await asyncio.to_thread(tokens.token)
+    await login(retry)
+
+
+def offered_by_imap(capabilities: Sequence[str]) -> list[str]:
+    """The SASL mechanisms in an IMAP capability list (``AUTH=XOAUTH2`` …)."""
+    return [c[5:].upper() for c in capabilities if c.upper().startswith("AUTH=")]
 
 
 # --- IMAP (aioimaplib) ---------------------------------------------------------------------

@@ -54,6 +54,7 @@ from sequencer.errors import (
     TLSRequiredError,
     TransientDeliveryError,
 )
+from sequencer.mail import sasl
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,8 @@ class SmtpAccount:
     tls: TlsMode = "starttls"
     timeout_s: float = 30.0
     local_hostname: str | None = None
+    #: ``auth: oauth2``: access tokens for SASL OAUTHBEARER/XOAUTH2 as ``username``.
+    tokens: sasl.BearerTokens | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,9 @@ class SmtpSender:
             await smtp.ehlo()
             if account.tls == "starttls":
                 await self._start_tls(smtp)
-            if account.username is not None:
+            if account.tokens is not None:
+                await self._oauth_login(smtp, account.tokens, account.username or "")
+            elif account.username is not None:
                 await self._login(smtp, account.username, account.password or "")
         except BaseException:
             smtp.close()
@@ -234,6 +239,24 @@ class SmtpSender:
             raise  # mapped by code: 535 permanent, 454 transient, 421 a link failure
         except SMTPException as err:
             raise AuthenticationError(f"{self._host()}: {err.message}") from err
+
+    async def _oauth_login(self, smtp: SMTP, tokens: sasl.BearerTokens, username: str) -> None:
+        if not smtp.supports_extension("auth"):
+            raise AuthenticationError(f"{self._host()} does not offer AUTH")
+        offered = [name.upper() for name in smtp.server_auth_methods]
+        mechanism = sasl.choose(offered, tokens.sasl)
+        if mechanism is None:
+            raise AuthenticationError(
+                f"{self._host()} offers neither OAUTHBEARER nor XOAUTH2 "
+                f"(AUTH {' '.join(offered) or 'nothing'})"
+            )
+        account = self._account
+
+        async def login(token: str) -> None:
+            await sasl.smtp_authenticate(smtp, mechanism, username, token,
+                                         host=account.host, port=account.port)
+
+        await sasl.with_fresh_token(tokens, login)
 
     async def _data(self, smtp: SMTP, rcpt: str, data: bytes) -> Accepted:
         try:

@@ -1,4 +1,4 @@
-"""A mailbox's OAuth2 client settings, the errors, and the Authlib client built from them."""
+"""The OAuth2 errors, and the Authlib client built from a mailbox's ``OAuthSettings``."""
 
 from __future__ import annotations
 
@@ -6,40 +6,18 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 from authlib.integrations.httpx_client import OAuth2Client
 
-from sequencer.config import Secret
+from sequencer.config import OAuthSettings, Secret
 from sequencer.errors import AuthenticationError, SequencerError, TransientDeliveryError
 from sequencer.oauth.grants import Grant
 
-SaslChoice = Literal["auto", "XOAUTH2", "OAUTHBEARER"]
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 # Anything that looks like a token in a provider's error text is cut out before it is shown.
 _TOKENISH = re.compile(r"[A-Za-z0-9\-._~+/]{24,}=*")
-
-
-@dataclass(frozen=True)
-class OAuthSettings:
-    """One mailbox's OAuth2 client (filled from its settings, or a provider preset)."""
-
-    client_id: str
-    authorize_url: str
-    token_url: str
-    client_secret: Secret | None = None
-    device_url: str | None = None
-    scopes: tuple[str, ...] = ()
-    #: Extra authorization-request parameters (Google: access_type=offline, prompt=consent).
-    authorize_params: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    #: The host of the loopback redirect URI the provider has registered for the client.
-    redirect_host: str = "127.0.0.1"
-    sasl: SaslChoice = "auto"
-    #: Refresh an access token this long before it expires (at most half its lifetime).
-    refresh_margin_s: float = 300.0
-    http_timeout_s: float = 30.0
 
 
 class GrantNeeded(AuthenticationError):

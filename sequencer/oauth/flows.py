@@ -25,10 +25,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx2
 from authlib.integrations.base_client import OAuthError
 
+from sequencer.config import OAuthSettings
 from sequencer.oauth.client import (
     DEVICE_GRANT,
     AuthorizationFailed,
-    OAuthSettings,
     TokenAnswer,
     answer_from,
     make_client,

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 import httpx2
 from authlib.integrations.base_client import OAuthError
 
-from sequencer.config import Secret
+from sequencer.config import OAuthSettings, Secret
 from sequencer.oauth.client import (
     GrantNeeded,
-    OAuthSettings,
     TokenAnswer,
     TokenEndpointUnavailable,
     answer_from,
@@ -74,6 +73,10 @@ class TokenSource:
     @property
     def settings(self) -> OAuthSettings:
         return self._settings
+
+    @property
+    def sasl(self) -> str:
+        return self._settings.sasl
 
     def token(self) -> str:
         """A valid access token; ``GrantNeeded`` or ``TokenEndpointUnavailable`` if none."""

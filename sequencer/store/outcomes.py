@@ -178,3 +178,12 @@ def unpause_mailboxes(store: Store) -> list[str]:
             conn.execute(update(mailboxes).where(mailboxes.c.name.in_(names))
                          .values(paused=False, pause_reason=None))
     return names
+
+
+def unpause_mailbox(store: Store, mailbox: str) -> bool:
+    """Give one paused mailbox another chance (``sequencer auth`` stored a new grant)."""
+    with store.write() as conn:
+        done = conn.execute(update(mailboxes).where(mailboxes.c.name == mailbox,
+                                                    mailboxes.c.paused)
+                            .values(paused=False, pause_reason=None))
+        return bool(done.rowcount)

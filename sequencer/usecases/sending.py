@@ -52,11 +52,13 @@ def backoff(attempt: int, base: timedelta = RETRY_BASE, cap: timedelta = RETRY_C
 
 
 def smtp_account(app: Workspace, mailbox: str) -> SmtpAccount:
-    cfg = app.mailbox(mailbox).smtp
+    box = app.mailbox(mailbox)
+    cfg = box.smtp
     return SmtpAccount(
-        host=cfg.host, port=cfg.port, username=cfg.username,
+        host=cfg.host, port=cfg.port,
+        username=box.oauth.username if box.oauth is not None else cfg.username,
         password=cfg.password.reveal() if cfg.password else None,
-        tls=cfg.tls, timeout_s=cfg.timeout_s,
+        tls=cfg.tls, timeout_s=cfg.timeout_s, tokens=app.tokens.get(mailbox),
     )
 
 
@@ -312,7 +314,15 @@ def _pause_mailbox(app: Workspace, job: Job, reason: str, base: _RecordFactory,
                    paused: set[str]) -> None:
     paused.add(job.mailbox)
     claims.release(app.store, job, app.clock())
-    record = EventRecord(Event.PAUSED, app.clock(), mailbox=job.mailbox,
+    pause_mailbox(app, job.mailbox, reason)
+
+
+def pause_mailbox(app: Workspace, mailbox: str, reason: str) -> bool:
+    """Pause ``mailbox`` in the database with one ``paused`` event, the first time only
+    (every thread and process that sees the same failure calls this)."""
+    record = EventRecord(Event.PAUSED, app.clock(), mailbox=mailbox,
                          detail=f"mailbox paused until restart: {reason}")
-    if outcomes.pause_mailbox(app.store, job.mailbox, reason, record):
+    if outcomes.pause_mailbox(app.store, mailbox, reason, record):
         emit(record)
+        return True
+    return False

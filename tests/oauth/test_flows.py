@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from sequencer.config import Secret
-from sequencer.oauth.client import AuthorizationFailed, OAuthSettings, TokenAnswer
+from sequencer.config import OAuthSettings, Secret
+from sequencer.oauth.client import AuthorizationFailed, TokenAnswer
 from sequencer.oauth.flows import authorize_in_browser, authorize_on_device
 from tests.fixtures.oauth_provider import (
     CONFIDENTIAL_CLIENT,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sequencer.config import Secret
-from sequencer.oauth.client import GrantNeeded, OAuthSettings, TokenEndpointUnavailable
+from sequencer.config import OAuthSettings, Secret
+from sequencer.oauth.client import GrantNeeded, TokenEndpointUnavailable
 from sequencer.oauth.grants import FileGrants, Grant
 from sequencer.oauth.tokens import TokenSource
 from tests.fixtures.oauth_provider import PUBLIC_CLIENT, OAuthProvider, TokenPair

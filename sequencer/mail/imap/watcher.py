@@ -47,7 +47,8 @@ from typing import Any, Literal, TypeVar
 
 from aioimaplib import aioimaplib
 
-from sequencer.errors import RetryLater, WatcherError
+from sequencer.errors import AuthenticationError, RetryLater, WatcherError
+from sequencer.mail import sasl
 from sequencer.mail.watching import (
     DEFAULT_MAX_BYTES,
     TRUNCATED_BODY_BYTES,
@@ -95,6 +96,8 @@ class ImapAccount:
     password: str = field(repr=False)
     tls: Literal["ssl", "none"] = "ssl"
     folder: str = "INBOX"
+    #: ``auth: oauth2``: AUTHENTICATE OAUTHBEARER/XOAUTH2 with these access tokens.
+    tokens: sasl.BearerTokens | None = field(default=None, repr=False, compare=False)
 
 
 class WatcherState(enum.Enum):
@@ -325,6 +328,9 @@ class _Connection:
     async def open(self) -> None:
         """Connect, read the greeting and log in."""
         account = self._account
+        first = None
+        if account.tokens is not None:  # before connecting: a dead grant costs no connection
+            first = await asyncio.to_thread(account.tokens.token)
         context = self._ssl_context
         if account.tls == "ssl" and context is None:
             context = ssl.create_default_context()
@@ -337,12 +343,34 @@ class _Connection:
         )
         self._observe_untagged(self._client.protocol)
         await self.bounded(self._client.wait_hello_from_server(), "connect")
-        response = await self.bounded(
-            self._client.login(aioimaplib.quoted(account.username), account.password), "LOGIN"
-        )
-        if response.result != "OK":
-            raise WatcherError(f"login refused for {account.username}")
+        if account.tokens is not None:
+            await self._authenticate(account.tokens, first)
+        else:
+            response = await self.bounded(
+                self._client.login(aioimaplib.quoted(account.username), account.password),
+                "LOGIN",
+            )
+            if response.result != "OK":
+                raise WatcherError(f"login refused for {account.username}")
         self.idle_supported = bool(self._client.has_capability("IDLE"))
+
+    async def _authenticate(self, tokens: sasl.BearerTokens, first: str | None) -> None:
+        offered = sasl.offered_by_imap(list(self._client.protocol.capabilities))
+        mechanism = sasl.choose(offered, tokens.sasl)
+        if mechanism is None:
+            raise AuthenticationError(
+                f"{self._account.host} offers neither OAUTHBEARER nor XOAUTH2 "
+                f"(AUTH={' AUTH='.join(offered) or 'nothing'})"
+            )
+        username, client, timeout_s = self._account.username, self._client, self._timeout_s
+
+        async def login(token: str) -> None:
+            await self.bounded(
+                sasl.imap_authenticate(client, mechanism, username, token, timeout=timeout_s),
+                f"AUTHENTICATE {mechanism}",
+            )
+
+        await sasl.with_fresh_token(tokens, login, first)
 
     async def select(self, folder: str) -> int:
         """SELECT the folder and return its UIDVALIDITY."""
@@ -451,6 +479,7 @@ class ImapWatcher:
         backoff_base_s: float = 0.5,
         poll_s: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
+        on_auth_failure: Callable[[str], object] | None = None,
     ) -> None:
         if chunk < 1 or max_bytes < 1 or idle_s <= 0 or timeout_s <= 0:
             raise ValueError("chunk, max_bytes, idle_s and timeout_s must be positive")
@@ -473,6 +502,8 @@ class ImapWatcher:
         self._ssl_context = ssl_context
         self._failures = 0
         self._state = WatcherState.STARTING
+        self._on_auth_failure = on_auth_failure
+        self._auth_failure: str | None = None
 
     @property
     def state(self) -> WatcherState:
@@ -494,6 +525,10 @@ class ImapWatcher:
                 await self._session(connection, stop)
             except Stopped:
                 pass
+            except AuthenticationError as err:  # a person must act: slow, quiet retries
+                self._failures += 1
+                delay = self._backoff_max_s
+                self._refused(err, delay)
             except Exception as err:  # every failure means: drop the connection, retry
                 self._failures += 1
                 delay = self._backoff()
@@ -511,11 +546,25 @@ class ImapWatcher:
         ceiling = min(self._backoff_max_s, self._backoff_base_s * 2 ** (self._failures - 1))
         return random.uniform(ceiling / 2, ceiling)
 
+    def _refused(self, err: AuthenticationError, delay: float) -> None:
+        """Report a refused login once (log line and ``on_auth_failure``); the same
+        refusal again is only a debug line."""
+        reason = str(err)
+        if reason == self._auth_failure:
+            logger.debug("imap %s: still refused: %s; next try in %.0fs", self._name, reason,
+                         delay)
+            return
+        self._auth_failure = reason
+        self._log_failure(err, delay)
+        if self._on_auth_failure is not None:
+            self._on_auth_failure(reason)
+
     def _log_failure(self, err: Exception, delay: float) -> None:
         reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         for secret in {self._account.password, aioimaplib.quoted(self._account.password)}:
             reason = reason.replace(secret, "***") if secret else reason
-        level = logging.ERROR if isinstance(err, WatcherError) else logging.WARNING
+        level = (logging.ERROR if isinstance(err, WatcherError | AuthenticationError)
+                 else logging.WARNING)
         logger.log(level, "imap %s: %s; reconnecting in %.1fs", self._name, reason, delay)
 
     async def _session(self, connection: _Connection, stop: asyncio.Event) -> None:
@@ -544,6 +593,7 @@ class ImapWatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._poll_s)
             self._failures = 0
+            self._auth_failure = None
 
     def _reconcile(self, uidvalidity: int) -> Cursor:
         cursor = self._cursors.load(self._name)
