@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 bad input (file, line and reason on stderr), 2 usage er
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -15,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from sequencer import eventlog
+from sequencer.core.machine import EnrollmentState
 from sequencer.errors import InputError, SequencerError
 
 app = typer.Typer(
@@ -223,34 +225,79 @@ def _require_shared_broker(config: Path | None) -> None:
                     "everything in one process")
 
 
+StateOpt = Annotated[
+    Optional[EnrollmentState],  # noqa: UP045
+    typer.Option("--state", help="only enrollments in this state", case_sensitive=False),
+]
+
+
 @app.command()
 def status(
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON array")] = False,
     email: Annotated[Optional[str], typer.Option(help="only this address")] = None,  # noqa: UP045
+    sequence: Annotated[Optional[str], typer.Option(help="only this sequence")] = None,  # noqa: UP045
+    state: StateOpt = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="at most this many rows")] = None,  # noqa: UP045
+    summary: Annotated[bool, typer.Option(
+        "--summary", help="counts per sequence and state, and per step")] = False,
 ) -> None:
-    """Every enrollment: state, last step sent, next due time."""
-    from sequencer.store.status import status as query
+    """Every enrollment: state, last step sent, next due time (streamed, in sequence
+    order); --summary counts instead."""
+    from sequencer.store import status as query
+    from workers.tables import write_json_array, write_table
 
+    if summary and (email or limit):
+        raise _fail("--summary counts whole sequences: drop --email and --limit", 2)
     application = _load(config)
+    out = sys.stdout
     try:
-        rows = query(application.store, email=email)
+        if summary:
+            counts = query.summary(application.store, sequence=sequence,
+                                   state=state.value if state else None)
+            _print_summary(application, counts, as_json)
+            return
+        rows = query.rows(application.store, email=email, sequence=sequence,
+                          state=state.value if state else None, limit=limit)
+        try:
+            if as_json:
+                write_json_array(out, (r.as_dict() for r in rows))
+                return
+            write_table(out, ("email", "sequence", "state", "sent", "last step",
+                              "next due (UTC)", "flag"), (
+                (r.email, r.sequence, r.state, str(r.steps_sent), r.last_step or "-",
+                 r.next_due.strftime("%Y-%m-%d %H:%M:%S") if r.next_due else "-", r.flag or "")
+                for r in rows))
+        finally:
+            rows.close()
+    except BrokenPipeError:  # `status | head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        raise typer.Exit(1) from None
     finally:
         application.close()
-    if as_json:
-        typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
 
-    table = Table(box=None, pad_edge=False)
-    for col in ("email", "sequence", "state", "sent", "last step", "next due (UTC)", "flag"):
-        table.add_column(col)
-    for r in rows:
-        due = r.next_due.strftime("%Y-%m-%d %H:%M:%S") if r.next_due else "-"
-        table.add_row(r.email, r.sequence, r.state, str(r.steps_sent), r.last_step or "-",
-                      due, r.flag or "")
-    Console(width=160).print(table)
+
+def _print_summary(application, counts, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    from workers.tables import write_table
+
+    for seq in counts:  # name the steps nobody has been sent yet from the sequence file
+        loaded = application.sequences.get(seq.sequence)
+        for index, step in (seq.steps.items() if loaded else ()):
+            if step.name is None and index < len(loaded.steps):
+                step.name = loaded.steps[index].name
+    if as_json:
+        typer.echo(json.dumps([c.as_dict() for c in counts], indent=2))
+        return
+    states = [s.value for s in EnrollmentState]
+    write_table(sys.stdout, ("sequence", "total", *states), (
+        (c.sequence, str(c.total), *(str(c.states.get(s, 0)) for s in states))
+        for c in counts))
+    typer.echo("")
+    write_table(sys.stdout, ("sequence", "step", "name", "waiting", "sent", "unknown",
+                             "failed"), (
+        (c.sequence, str(i + 1), c.steps[i].name or "-", str(c.steps[i].waiting),
+         *(str(c.steps[i].sends.get(k, 0)) for k in ("sent", "unknown", "failed")))
+        for c in counts for i in sorted(c.steps)))
 
 
 @app.command()
