@@ -12,9 +12,10 @@ import ipaddress
 import logging
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import getaddresses
 from pathlib import Path
 from types import MappingProxyType
@@ -163,6 +164,7 @@ class Settings:
     idle_s: float = 240.0
     imap_timeout_s: float = 30.0
     test_crash_at: str | None = None  # $SEQUENCER_TEST_CRASH_AT: fault-injection tests only
+    test_clock: TestClock | None = None  # $SEQUENCER_TEST_CLOCK: time-travel tests only
 
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -314,7 +316,61 @@ def _defaults(env: Mapping[str, str]) -> Settings:
         sequences_dir=cwd / "sequences",
         mailboxes=MappingProxyType({}),
         test_crash_at=env.get("SEQUENCER_TEST_CRASH_AT") or None,
+        test_clock=_test_clock(env),
     )
+
+
+@dataclass(frozen=True)
+class TestClock:
+    """A clock for tests of the real processes: ``at`` when the wall clock read ``since``
+    (a Unix time), running ``speed`` times faster from there (0: stopped); or, with
+    ``path``, whatever ISO 8601 instant that file holds when asked (the test moves it)."""
+
+    __test__ = False  # not a pytest class
+
+    at: datetime
+    since: float = 0.0
+    speed: float = 0.0
+    path: Path | None = None
+
+    def __call__(self) -> datetime:
+        if self.path is not None:
+            try:
+                return _instant(self.path.read_text(encoding="utf-8").strip())
+            except (OSError, ValueError):
+                return self.at  # being replaced this instant: the last value given
+        return self.at + timedelta(seconds=(time.time() - self.since) * self.speed)
+
+
+_TEST_CLOCK = re.compile(r"(\S+)@(\d+(?:\.\d+)?)x(\d+(?:\.\d+)?)")
+
+
+def _instant(text: str) -> datetime:
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is None:
+        raise ValueError(text)
+    return at.astimezone(UTC)
+
+
+def _test_clock(env: Mapping[str, str]) -> TestClock | None:
+    """``$SEQUENCER_TEST_CLOCK``: ``2026-11-25T12:00:00Z@1764000000.5x3600`` (from that
+    instant at that Unix time, 3600 times faster) or ``file:PATH``."""
+    value = (env.get("SEQUENCER_TEST_CLOCK") or "").strip()
+    if not value:
+        return None
+    try:
+        if value.startswith("file:"):
+            path = Path(value.removeprefix("file:"))
+            return TestClock(_instant(path.read_text(encoding="utf-8").strip()), path=path)
+        match = _TEST_CLOCK.fullmatch(value)
+        if match is None:
+            raise ValueError(value)
+        return TestClock(_instant(match.group(1)), float(match.group(2)),
+                         float(match.group(3)))
+    except (OSError, ValueError):
+        raise ConfigError("must be file:PATH (an ISO 8601 instant in it) or look like "
+                          "2026-11-25T12:00:00Z@UNIXTIMExSPEED", "$SEQUENCER_TEST_CLOCK"
+                          ) from None
 
 
 class _Builder:
@@ -355,6 +411,7 @@ class _Builder:
             idle_s=self._positive(raw.imap_idle, ("imap_idle",)),
             imap_timeout_s=self._positive(raw.imap_timeout, ("imap_timeout",)),
             test_crash_at=self.env.get("SEQUENCER_TEST_CRASH_AT") or None,
+            test_clock=_test_clock(self.env),
         )
 
     def _retry(self, raw: _RetryModel) -> RetryConfig:

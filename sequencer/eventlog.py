@@ -32,6 +32,7 @@ _SYMBOL = {
     Event.PAUSED: "‖",
     Event.RESUMED: "▶",
     Event.STOPPED: "■",
+    Event.DEFERRED: "…",
 }
 
 

@@ -52,6 +52,8 @@ class Workspace:
         sequences = {}
         if settings.sequences_dir.is_dir():
             sequences = {s.name: s for s in load_sequences(settings.sequences_dir)}
+        if clock is utcnow and settings.test_clock is not None:
+            clock = settings.test_clock  # $SEQUENCER_TEST_CLOCK: tests of the real processes
         return cls(settings, store, MappingProxyType(sequences),
                    TemplateSet(settings.templates_dir), clock)
 

@@ -343,6 +343,53 @@ def preview(
         application.close()
 
 
+@app.command()
+def plan(
+    sequence: Annotated[Optional[str], typer.Argument(help="sequence path or name")] = None,  # noqa: UP045
+    email: Annotated[Optional[str], typer.Option("--email", help="an enrolled prospect")] = None,  # noqa: UP045
+    csv: Annotated[Optional[Path], typer.Option("--csv", help="a prospects CSV")] = None,  # noqa: UP045
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON array")] = False,
+    capacity: Annotated[bool, typer.Option("--capacity", help="sends per day per mailbox")] = False,
+    days: Annotated[int, typer.Option(min=1, max=366, help="days --capacity looks ahead")] = 14,
+    config: ConfigOpt = None,
+) -> None:
+    """When each step would go out (local and UTC) and which rules moved it."""
+    from sequencer.usecases import planning
+    from sequencer.usecases.importing import load_checked_sequence
+
+    if capacity:
+        if sequence or email or csv:
+            raise _fail("plan --capacity takes no SEQUENCE, --email or --csv", 2)
+    elif not sequence or (email is None) == (csv is None):
+        raise _fail("plan needs SEQUENCE and one of --email ADDR or --csv FILE "
+                    "(or --capacity)", 2)
+    application = _load(config)
+    try:
+        if capacity or not sequence:
+            loads = planning.capacity(application, days)
+            if as_json:
+                typer.echo(json.dumps([c.as_dict() for c in loads], indent=2))
+            else:
+                typer.echo(planning.capacity_text(loads))
+            return
+        seq = load_checked_sequence(application, sequence)
+        problems: list[str] = []
+        if csv is not None:
+            plans, problems = planning.plan_csv(application, seq, csv)
+        else:
+            plans = [planning.plan_enrolled(application, seq, email or "")]
+    except SequencerError as err:
+        raise _fail(str(err)) from err
+    finally:
+        application.close()
+    for problem in problems:
+        typer.echo(f"{problem}", err=True)
+    if as_json:
+        typer.echo(json.dumps(planning.as_mapping(plans), indent=2))
+    else:
+        typer.echo(planning.plan_text(plans))
+
+
 def _control(action: str, email: str, config: Path | None, sequence: str | None) -> None:
     from sequencer.usecases.importing import control
 

@@ -15,6 +15,7 @@ from datetime import timedelta
 from sequencer.core.compose import new_message_id
 from sequencer.eventlog import emit
 from sequencer.store.claims import Claim, claim_due
+from sequencer.usecases import planning
 from sequencer.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -40,14 +41,17 @@ class Scheduler:
         room = self.batch - backlog
         settings = self.app.settings
         limits = {name: mb.daily_limit for name, mb in settings.mailboxes.items()}
+        now = self.app.clock()
         claims, records = claim_due(
-            self.app.store, self.app.clock(), limit=room,
+            self.app.store, now, limit=room,
             lease=timedelta(seconds=settings.claim_lease_s),
             step_name=self.app.step_name,
             new_message_id=lambda mailbox: new_message_id(
                 self.app.mailbox(mailbox).sender_domain),
             daily_limits=limits,
             mailboxes_known=settings.mailboxes.keys(),
+            hold=planning.claim_hold(self.app, now),
+            lookback=planning.lookback(self.app),
         )
         for rec in records:
             emit(rec)

@@ -45,6 +45,7 @@ class Event(StrEnum):
     PAUSED = "paused"
     RESUMED = "resumed"
     STOPPED = "stopped"  # extension: `sequencer stop EMAIL`
+    DEFERRED = "deferred"  # extension: a due step held back by pacing, a window or a holiday
 
 
 class Inbound(StrEnum):

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, s
 from sequencer.core.machine import EnrollmentState, Event, SendStatus
 from sequencer.eventlog import EventRecord
 from sequencer.store import events as stored_events
+from sequencer.store import pacing
 from sequencer.store.db import Store
 from sequencer.store.halting import drop_unsent
 from sequencer.store.schema import enrollments, mailboxes, sends, suppressions
@@ -120,13 +121,17 @@ def claim_due(
     new_message_id: Callable[[str], str],
     daily_limits: Mapping[str, int] | None = None,
     mailboxes_known: Collection[str] | None = None,
+    hold: pacing.Hold | None = None,
+    lookback: pacing.Lookback | None = None,
 ) -> tuple[list[Claim], list[EventRecord]]:
     """Claim up to ``limit`` due enrollments; create or reuse each one's send row.
 
     Returns the claims to dispatch and the events of steps found ``unknown`` or failed on
     the way. ``step_name(sequence, index)`` is None when the sequence or step no longer
     exists. Paused mailboxes, mailboxes past their daily limit and suppressed addresses are
-    left out in SQL, so they never starve the others.
+    left out in SQL, so they never starve the others. ``hold`` may hold a due step back
+    (pacing, its window, a holiday): it is then due again later and a ``deferred`` event
+    says why (see ``store.pacing``).
     """
     claims: list[Claim] = []
     records: list[EventRecord] = []
@@ -137,7 +142,8 @@ def claim_due(
         closed = set(conn.scalars(_PAUSED)) | {m for m, left in budget.items() if left <= 0}
         candidates = select(
             enrollments.c.id, enrollments.c.mailbox, enrollments.c.sequence,
-            enrollments.c.step_index, enrollments.c.email,
+            enrollments.c.step_index, enrollments.c.email, enrollments.c.timezone,
+            enrollments.c.vars,
         ).where(
             enrollments.c.state == ACTIVE,
             enrollments.c.next_due <= now,
@@ -154,6 +160,16 @@ def claim_due(
                 _EXISTING_SEND, {"eid": row.id, "step": row.step_index}).first()
             if existing is None and budget.get(row.mailbox, 1) <= 0:
                 continue
+            if hold is not None and (existing is None or existing.data_at is None):
+                verdict = pacing.check(
+                    conn, pacing.Candidate(row.id, row.email, row.sequence, row.mailbox,
+                                           row.step_index, row.timezone, row.vars or {}),
+                    now, hold, lookback or (lambda _name: None), lock=not store.is_sqlite,
+                    step=step_name(row.sequence, row.step_index))
+                if verdict is not True:
+                    if isinstance(verdict, EventRecord):
+                        records.append(verdict)
+                    continue
             token = uuid.uuid4().hex
             won = conn.execute(
                 _CLAIM, {"eid": row.id, "now": now, "tok": token, "lease_until": now + lease}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import select, update
 
@@ -15,8 +16,19 @@ from sequencer.store.db import Store
 from sequencer.store.halting import add_suppression, drop_unsent
 from sequencer.store.schema import enrollments, sends
 
-# (sequence, next step index, now) -> when that step is due, or None when there is none left
-DueAfter = Callable[[str, int, datetime, str], datetime | None]
+
+class Resumed(Protocol):
+    """The enrollment row a resumed step is scheduled from."""
+
+    email: str
+    sequence: str
+    timezone: str
+    vars: Mapping[str, str] | None
+    not_before: datetime | None
+
+
+# (enrollment, next step index, now) -> when that step is due, or None when none is left
+DueAfter = Callable[[Resumed, int, datetime], datetime | None]
 
 
 def _targets(conn: object, email: str, sequence: str | None) -> list[object]:
@@ -73,7 +85,7 @@ def _transition(conn: object, action: str, state: EnrollmentState, row: object,
         sends.c.step_index == index)).scalar()
     if current == SendStatus.UNKNOWN.value:
         index += 1  # the human checked: the step counts as delivered, never resent
-    due = due_after(row.sequence, index, now, row.timezone) if due_after else now  # type: ignore[attr-defined]
+    due = due_after(row, index, now) if due_after else now  # type: ignore[arg-type]
     if due is None:
         return EnrollmentState.COMPLETED, Event.COMPLETED, {
             "step_index": index, "next_due": None, "flag": None}

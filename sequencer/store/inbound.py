@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Connection, desc, insert, or_, select, update
@@ -55,6 +55,7 @@ class Target:
     next_due: datetime | None
     timezone: str
     how: str  # how the message was matched
+    vars: Mapping[str, str] = field(default_factory=dict)  # the row's columns
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def match(store: Store, mailbox: str, *, references: Iterable[str] = (),
     among this mailbox's enrollments — the most recent active one first."""
     cols = (enrollments.c.id, enrollments.c.email, enrollments.c.sequence,
             enrollments.c.mailbox, enrollments.c.state, enrollments.c.step_index,
-            enrollments.c.next_due, enrollments.c.timezone)
+            enrollments.c.next_due, enrollments.c.timezone, enrollments.c.vars)
     ids = [i for i in ([original] if original else []) + list(references) if i]
     with store.read() as conn:
         if ids:
@@ -107,7 +108,8 @@ def match(store: Store, mailbox: str, *, references: Iterable[str] = (),
 def _target(row: object, how: str) -> Target:
     r = row
     return Target(r.id, r.email, r.sequence, r.mailbox, r.state,  # type: ignore[attr-defined]
-                  r.step_index, r.next_due, r.timezone, how)  # type: ignore[attr-defined]
+                  r.step_index, r.next_due, r.timezone, how,  # type: ignore[attr-defined]
+                  r.vars or {})  # type: ignore[attr-defined]
 
 
 def halt(store: Store, target: Target, state: EnrollmentState, now: datetime,

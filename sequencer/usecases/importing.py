@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-from sequencer.core import timing
+from sequencer.core import schedule
+from sequencer.core.schedule import Recipient
 from sequencer.core.spec import Sequence, load_sequence, resolve_sequence
 from sequencer.errors import EnrollError, SpecError
 from sequencer.eventlog import EventRecord
@@ -44,12 +44,18 @@ def required_variables(app: Workspace, seq: Sequence) -> set[str]:
     return needed - BUILTIN_VARIABLES
 
 
-def first_due(seq: Sequence, now: datetime):  # type: ignore[no-untyped-def]
+def first_due(seq: Sequence, now: datetime) -> Callable[[Prospect], datetime]:
     def due(p: Prospect) -> datetime:
-        tz = ZoneInfo(p.timezone or seq.timezone)
-        return timing.due_at(previous=now, step=seq.steps[0], tz=tz, window=seq.send_window,
-                             follow_up_by=p.follow_up_by)
+        first = schedule.due(seq, Recipient(p.email, p.timezone, p.fields), 0, now)
+        return now if first is None else first.at
     return due
+
+
+def row_check(seq: Sequence) -> Callable[[Prospect], str | None]:
+    """A row whose `ahead_of` date or `country` the schedule cannot read is rejected."""
+    def check(p: Prospect) -> str | None:
+        return schedule.row_problem(seq, p.fields)
+    return check
 
 
 def run_enroll(app: Workspace, ref: str, csv: Path, *, progress: bool = True) -> Summary:
@@ -59,7 +65,7 @@ def run_enroll(app: Workspace, ref: str, csv: Path, *, progress: bool = True) ->
     one and the rest enrolled, in one transaction."""
     seq = load_checked_sequence(app, ref)
     required = required_variables(app, seq)
-    rows = read_prospects(csv, required=required)
+    rows = read_prospects(csv, required=required, check=row_check(seq))
     first = next(rows, None)  # file-level errors are raised here, before any write
     summary = Summary(seq.name)
     if first is None:
@@ -134,13 +140,14 @@ def _wait_text(step: object) -> str:
 def control(app: Workspace, action: str, email: str,
             sequence: str | None) -> tuple[list[EventRecord], list[str]]:
     from sequencer.eventlog import emit
-    from sequencer.usecases.sending import next_due_after
 
-    def due_after(seq_name: str, index: int, now: datetime, tz: str) -> datetime | None:
-        seq = app.sequences.get(seq_name)
+    def due_after(row: store_control.Resumed, index: int, now: datetime) -> datetime | None:
+        seq = app.sequences.get(row.sequence)
         if seq is None:
             return now
-        return next_due_after(app, seq, index, now, tz)
+        who = Recipient(row.email, row.timezone, row.vars or {}, row.not_before)
+        due = schedule.due(seq, who, index, now)
+        return None if due is None else due.at
 
     records, refusals = store_control.apply(
         app.store, action, email.strip().lower(), app.clock(), sequence=sequence,

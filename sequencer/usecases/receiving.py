@@ -13,9 +13,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from sequencer.core import machine, timing
+from sequencer.core import machine, schedule, timing
 from sequencer.core.classify import Kind, Verdict, classify
 from sequencer.core.machine import EnrollmentState
+from sequencer.core.schedule import Recipient
 from sequencer.errors import RetryLater
 from sequencer.eventlog import EventRecord, emit
 from sequencer.mail.watching import Inbound
@@ -98,8 +99,9 @@ def _apply(app: Workspace, target: Target, verdict: Verdict, what: machine.Inbou
         back = timing.back_after(verdict.return_date, tz)
         due = target.next_due
         new_due = back if due is None or due < back else None
-        if new_due is not None and seq is not None:
-            new_due = timing.fit_window(new_due, seq.send_window, tz)
+        if new_due is not None and seq is not None:  # then into the window, off holidays
+            who = Recipient(target.email, target.timezone, target.vars)
+            new_due = schedule.hold(seq, who, target.step_index, new_due).at
         record = EventRecord(
             effect.event, now, email=target.email, mailbox=target.mailbox,
             sequence=target.sequence, message_id=verdict.message_id,

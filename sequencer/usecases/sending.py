@@ -14,12 +14,12 @@ import signal
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from email.utils import parseaddr
-from zoneinfo import ZoneInfo
 
-from sequencer.core import machine, timing
+from sequencer.core import machine, schedule
 from sequencer.core.addresses import AddressError, sending_address
 from sequencer.core.compose import compose
 from sequencer.core.machine import EnrollmentState, Event, SendStatus
+from sequencer.core.schedule import Recipient
 from sequencer.core.spec import Sequence
 from sequencer.core.unsubscribe import Tokens, link, mailto, wants_headers
 from sequencer.errors import (
@@ -86,18 +86,11 @@ class Senders:
         self._senders.clear()
 
 
-def next_due_after(app: Workspace, seq: Sequence, index: int, previous: datetime, tz_name: str,
-                   follow_up_by: object = None, not_before: datetime | None = None
-                   ) -> datetime | None:
-    """When step ``index`` of ``seq`` is due after ``previous``; None past the last step."""
-    if index >= len(seq.steps):
-        return None
-    return timing.due_at(
-        previous=previous, step=seq.steps[index], tz=ZoneInfo(tz_name),
-        window=seq.send_window,
-        follow_up_by=follow_up_by,  # type: ignore[arg-type]
-        not_before=not_before,
-    )
+def next_due_after(seq: Sequence, job: Job, index: int, previous: datetime) -> datetime | None:
+    """When step ``index`` of ``seq`` is due after ``previous``; None past the last step.
+    Pacing and an out-of-office recorded since the claim are applied when it is claimed."""
+    due = schedule.due(seq, Recipient(job.email, job.timezone, job.vars), index, previous)
+    return None if due is None else due.at
 
 
 def _crash(app: Workspace, point: str) -> None:
@@ -184,7 +177,7 @@ async def deliver(app: Workspace, claim: Claim, senders: Senders) -> None:
     _crash(app, "after_250")
     now = app.clock()
     state, next_index = machine.after_sent(job.step_index, len(seq.steps))
-    due = next_due_after(app, seq, next_index, now, job.timezone, job.follow_up_by)
+    due = next_due_after(seq, job, next_index, now)
     records = [base(Event.SENT, now, None)]
     if state is EnrollmentState.COMPLETED:
         records.append(base(Event.COMPLETED, now, None, message_id=None))
