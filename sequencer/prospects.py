@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - another email-validator layout
 else:
     _SHORTCUT = email_validator.__version__.split(".")[0] == "2"
 
+from sequencer.core.schedule import DATE_RANGE
 from sequencer.errors import EnrollError
 from sequencer.templating.templates import BUILTIN_VARIABLES
 
@@ -41,9 +42,7 @@ _ASCII_DOMAIN = re.compile(r"[A-Za-z0-9.-]+\Z")
 _EMAIL_MAX_LENGTH = 254
 _LOCAL_MAX_LENGTH = 64
 _DOMAINS_KEPT = 4096
-# Dates a step can be due ahead of: far from both ends of the calendar, so a lead of up to
-# five years before one (or a day after one) never leaves what ``datetime`` can hold.
-FOLLOW_UP_RANGE = (date(1900, 1, 1), date(2999, 12, 31))
+FOLLOW_UP_RANGE = DATE_RANGE  # the dates a step can be due ahead of (core.schedule)
 
 
 @dataclass(frozen=True)

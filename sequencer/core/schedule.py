@@ -16,6 +16,9 @@ from sequencer.core.spec import Sequence, Step, check_country
 from sequencer.core.timing import Due, Moved, Rules
 
 COUNTRY_COLUMN = "country"
+# Dates a step can be due ahead of: far from both ends of the calendar, so a lead of up to
+# five years before one (or a day after one) never leaves what ``datetime`` can hold.
+DATE_RANGE = (date(1900, 1, 1), date(2999, 12, 31))
 
 
 @dataclass(frozen=True)
@@ -50,9 +53,10 @@ def ahead_date(step: Step, fields: Mapping[str, str]) -> date | None:
         return None
     value = (fields.get(step.ahead_of) or "").strip()
     try:
-        return date.fromisoformat(value) if value else None
+        named = date.fromisoformat(value) if value else None
     except ValueError:
         return None
+    return named if named is not None and DATE_RANGE[0] <= named <= DATE_RANGE[1] else None
 
 
 def row_problem(seq: Sequence, fields: Mapping[str, str]) -> str | None:
@@ -63,9 +67,12 @@ def row_problem(seq: Sequence, fields: Mapping[str, str]) -> str | None:
         value = (fields.get(column) or "").strip()
         if value:
             try:
-                date.fromisoformat(value)
+                named = date.fromisoformat(value)
             except ValueError:
                 return f"`{column}` is not an ISO date (YYYY-MM-DD): `{value}`"
+            if not DATE_RANGE[0] <= named <= DATE_RANGE[1]:
+                first, last = (d.isoformat() for d in DATE_RANGE)
+                return f"`{column}` {value} is out of range ({first} … {last})"
     country = (fields.get(COUNTRY_COLUMN) or "").strip()
     if country and seq.reads_country:
         try:
