@@ -168,6 +168,31 @@ def test_the_crash_hook_comes_only_from_the_environment(
     assert error_of(tmp_path, "test_crash_at: after_claim\n") == "1: unknown key 'test_crash_at'"
 
 
+def test_the_test_clock_runs_from_its_instant_or_reads_its_file(tmp_path: Path) -> None:
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    assert load(tmp_path, "", {}).test_clock is None
+    stopped = load(tmp_path, "", {"SEQUENCER_TEST_CLOCK": "2026-11-25T12:00:00Z@0x0"})
+    assert stopped.test_clock is not None
+    assert stopped.test_clock() == datetime(2026, 11, 25, 12, tzinfo=UTC)
+    since = time.time()
+    fast = load(tmp_path, "", {"SEQUENCER_TEST_CLOCK": f"2026-11-25T12:00:00Z@{since}x3600"})
+    assert fast.test_clock is not None
+    ahead = fast.test_clock() - datetime(2026, 11, 25, 12, tzinfo=UTC)
+    assert timedelta(0) <= ahead <= timedelta(seconds=(time.time() - since) * 3600 + 1)
+    path = tmp_path / "clock.txt"
+    path.write_text("2027-01-01T00:00:00+00:00")
+    stepped = load(tmp_path, "", {"SEQUENCER_TEST_CLOCK": f"file:{path}"})
+    assert stepped.test_clock is not None
+    assert stepped.test_clock() == datetime(2027, 1, 1, tzinfo=UTC)
+    path.write_text("2027-02-01T00:00:00+00:00")
+    assert stepped.test_clock() == datetime(2027, 2, 1, tzinfo=UTC)
+    for bad in ("tomorrow", "2026-11-25T12:00:00@0x0", f"file:{tmp_path / 'none'}"):
+        with pytest.raises(ConfigError, match=r"\$SEQUENCER_TEST_CLOCK: must be file:PATH"):
+            load(tmp_path, "", {"SEQUENCER_TEST_CLOCK": bad})
+
+
 def test_smtp_without_username_has_no_auth_and_mailbox_defaults_apply(tmp_path: Path) -> None:
     settings = load(tmp_path, BOX)
 
