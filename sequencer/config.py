@@ -14,7 +14,7 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import getaddresses
 from pathlib import Path
@@ -27,11 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstra
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from sequencer.core.presets import PRESETS, merged
 from sequencer.core.unsubscribe import MIN_KEY_LENGTH, PLACEHOLDER
 from sequencer.core.yamlfile import Loc, YamlDocument, read_yaml, validate
 from sequencer.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+PROVIDERS = tuple(PRESETS)
 
 DEFAULT_FILE = "sequencer.yaml"
 SECRET_IN_YAML = "secrets never live in YAML: use password_env"
@@ -90,6 +93,7 @@ class ImapConfig:
     tls: Literal["ssl", "none"]
     allow_plaintext: bool
     folder: str = "INBOX"
+    sent_folder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,9 @@ class MailboxConfig:
     inbox: Path | None
     daily_limit: int = 200
     oauth: OAuthMailbox | None = None  # None: auth: password
+    provider: str | None = None
+    #: Does the server file submitted mail in Sent by itself? None: not known.
+    saves_sent: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -239,6 +246,7 @@ class _ImapModel(_Model):
     tls: Literal["ssl", "none"] = "ssl"
     allow_plaintext: bool = False
     folder: Text = "INBOX"
+    sent_folder: Text | None = None
 
 
 class _OAuth2Model(_Model):
@@ -258,6 +266,8 @@ class _OAuth2Model(_Model):
 
 class _MailboxModel(_Model):
     sender: Text = Field(alias="from")
+    provider: Literal[PROVIDERS] | None = None  # type: ignore[valid-type]
+    saves_sent: bool | None = None
     auth: Literal["password", "oauth2"] = "password"
     oauth2: _OAuth2Model | None = None
     smtp: _SmtpModel
@@ -391,7 +401,7 @@ class _Builder:
                 raise ConfigError(SECRET_IN_YAML, self.doc.path, line)
             if key in _SECRET_KEYS:
                 raise ConfigError(_SECRET_KEYS[key], self.doc.path, line)
-        raw = validate(_SettingsModel, self.doc, ConfigError)
+        raw = validate(_SettingsModel, _with_presets(self.doc), ConfigError)
         log.debug("loaded settings from %s", self.doc.path)
         return Settings(
             path=self.doc.path.resolve(),
@@ -492,6 +502,8 @@ class _Builder:
             inbox=None if raw.inbox is None else self._inbox(raw.inbox, (*at, "inbox")),
             daily_limit=raw.daily_limit,
             oauth=oauth,
+            provider=raw.provider,
+            saves_sent=raw.saves_sent,
         )
 
     def _oauth(self, raw: _MailboxModel, address: str, at: Loc) -> OAuthMailbox | None:
@@ -584,6 +596,7 @@ class _Builder:
             tls=raw.tls,
             allow_plaintext=raw.allow_plaintext,
             folder=raw.folder,
+            sent_folder=raw.sent_folder,
         )
 
     def _plaintext(self, host: str, tls: str, allowed: bool, at: Loc) -> None:
@@ -606,6 +619,33 @@ class _Builder:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _with_presets(doc: YamlDocument) -> YamlDocument:
+    """The document with each ``provider:`` mailbox's preset merged under its own keys.
+
+    The preset's ``oauth2`` part applies only with ``auth: oauth2``; SMTP and IMAP log in
+    as the ``from`` address unless they name a username. Line numbers stay those of the
+    file: a problem in a filled-in value points at the mailbox's ``provider`` line's
+    mailbox."""
+    data = doc.data
+    boxes = data.get("mailboxes") if isinstance(data, dict) else None
+    if not isinstance(boxes, dict):
+        return doc
+    changed = dict(boxes)
+    for name, box in boxes.items():
+        if not isinstance(box, dict) or box.get("provider") not in PRESETS:
+            continue
+        preset = {k: v for k, v in PRESETS[box["provider"]].items()
+                  if k != "oauth2" or box.get("auth") == "oauth2"}
+        sent_folder = preset.pop("sent_folder")
+        preset["imap"] = {**preset["imap"], "sent_folder": sent_folder}
+        address = getaddresses([str(box.get("from", ""))])
+        if address and address[0][1]:
+            preset["smtp"] = {**preset["smtp"], "username": address[0][1]}
+            preset["imap"] = {**preset["imap"], "username": address[0][1]}
+        changed[name] = merged(preset, box)
+    return replace(doc, data={**data, "mailboxes": changed})
 
 
 def _http_url_ok(url: str) -> bool:
