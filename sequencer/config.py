@@ -43,6 +43,8 @@ _SECRET_KEYS = {
     "refresh_token": "secrets never live in YAML: `sequencer auth MAILBOX` stores the grant",
     "access_token": "secrets never live in YAML: `sequencer auth MAILBOX` stores the grant",
 }
+NO_SETTINGS_FILE = ("no settings file (run sequencer in your working folder, or pass --config "
+                    "or set SEQUENCER_CONFIG)")
 
 
 class Secret:
@@ -300,14 +302,21 @@ class _SettingsModel(_Model):
 # --- loading -------------------------------------------------------------------------------
 
 
-def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Settings from ``path`` (or ``$SEQUENCER_CONFIG``, or ``./sequencer.yaml``) and ``env``."""
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None, *,
+                  required: bool = False) -> Settings:
+    """Settings from ``path`` (or ``$SEQUENCER_CONFIG``, or ``./sequencer.yaml``) and ``env``.
+
+    Without any file, the defaults for the current folder, or (``required``) an error that
+    names the file looked for: the commands of a working folder never invent one.
+    """
     env = os.environ if env is None else env
     explicit = path is not None or bool(env.get("SEQUENCER_CONFIG"))
     chosen = path or Path(env.get("SEQUENCER_CONFIG") or DEFAULT_FILE)
     if not chosen.exists():
         if explicit:
             raise ConfigError("no such settings file", chosen)
+        if required:
+            raise ConfigError(NO_SETTINGS_FILE, Path.cwd() / DEFAULT_FILE)
         return _defaults(env)
     if not chosen.is_file():
         raise ConfigError("not a file", chosen)
@@ -451,6 +460,9 @@ class _Builder:
         if parsed.password is not None:
             reason = "database: secrets never live in YAML: use SEQUENCER_DATABASE_URL"
             raise self.fail(reason, ("database",))
+        problem = database_problem(url)
+        if problem is not None:
+            raise self.fail(f"database: {problem}", ("database",))
         return _absolute_sqlite(url, self.base)
 
     def _broker(self, url: str) -> str:
@@ -760,7 +772,39 @@ def _env_database(env: Mapping[str, str], base: Path) -> str | None:
         make_url(url)
     except ArgumentError as err:
         raise ConfigError("not a database URL", "$SEQUENCER_DATABASE_URL") from err
+    problem = database_problem(url)
+    if problem is not None:
+        raise ConfigError(problem, "$SEQUENCER_DATABASE_URL")
     return _absolute_sqlite(url, base)
+
+
+SUPPORTED_DATABASES = ("sqlite", "postgresql")
+
+
+def database_problem(url: str) -> str | None:
+    """Why ``url`` cannot be our database (None when it can): a backend other than SQLite
+    or PostgreSQL, a driver that is not installed, or an in-memory SQLite database (each
+    command, and each engine of one, would get its own empty one)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "not a database URL"
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_DATABASES:
+        return (f"unsupported database {backend!r}: use sqlite:///PATH or "
+                "postgresql+psycopg://USER@HOST/NAME")
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:") or (
+            parsed.query.get("mode") == "memory"):
+        return "an in-memory database is gone when the command ends: use sqlite:///PATH"
+    try:
+        parsed.get_dialect().import_dbapi()
+    except ImportError as err:
+        hint = "postgresql+psycopg://" if backend == "postgresql" else "sqlite:///PATH"
+        return (f"the driver {parsed.get_driver_name()!r} is not installed ({err}): use "
+                f"{hint} (pip install 'sequencer[postgres]' for PostgreSQL)")
+    except Exception as err:  # noqa: BLE001 - SQLAlchemy's plugin loader raises its own kinds
+        return f"cannot load the database driver for {backend!r}: {err}"
+    return None
 
 
 def _env_broker(env: Mapping[str, str]) -> str | None:

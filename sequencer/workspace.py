@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from sequencer.config import MailboxConfig, Settings, load_settings
-from sequencer.core.spec import Sequence, load_sequences
+from sequencer.core.spec import Sequence, load_sequences_skipping
 from sequencer.errors import SpecError
 from sequencer.oauth.sources import TokenSources
 from sequencer.store.db import Store, utcnow
@@ -32,6 +32,7 @@ class Workspace:
     clock: Clock = field(default=utcnow)
     #: Access tokens of the ``auth: oauth2`` mailboxes, shared by this process's threads.
     tokens: TokenSources = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    skipped: tuple[SpecError, ...] = ()  # sequence files that did not load (skip_broken)
 
     def __post_init__(self) -> None:
         if self.tokens is None:
@@ -39,23 +40,34 @@ class Workspace:
 
     @classmethod
     def load(cls, config: Path | None = None, *, clock: Clock = utcnow,
-             create: bool = True) -> Workspace:
-        settings = load_settings(config)
-        return cls.from_settings(settings, clock=clock, create=create)
+             create: bool = True, skip_broken: bool = False) -> Workspace:
+        """The working folder of the settings file (one must exist). A broken sequence file
+        is an error, or with ``skip_broken`` left out and listed in ``skipped`` (for the
+        commands that only read or stop enrollments)."""
+        settings = load_settings(config, required=True)
+        return cls.from_settings(settings, clock=clock, create=create,
+                                 skip_broken=skip_broken)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock = utcnow,
-                      create: bool = True) -> Workspace:
+                      create: bool = True, skip_broken: bool = False) -> Workspace:
+        loaded: list[Sequence] = []
+        skipped: list[SpecError] = []
+        if settings.sequences_dir.is_dir():
+            loaded, skipped = load_sequences_skipping(settings.sequences_dir)
+            if skipped and not skip_broken:
+                raise skipped[0]
         store = Store(settings.database)
         if create:
-            store.create()
-        sequences = {}
-        if settings.sequences_dir.is_dir():
-            sequences = {s.name: s for s in load_sequences(settings.sequences_dir)}
+            try:
+                store.create()
+            except BaseException:
+                store.dispose()
+                raise
         if clock is utcnow and settings.test_clock is not None:
             clock = settings.test_clock  # $SEQUENCER_TEST_CLOCK: tests of the real processes
-        return cls(settings, store, MappingProxyType(sequences),
-                   TemplateSet(settings.templates_dir), clock)
+        return cls(settings, store, MappingProxyType({s.name: s for s in loaded}),
+                   TemplateSet(settings.templates_dir), clock, skipped=tuple(skipped))
 
     def mailbox(self, name: str) -> MailboxConfig:
         return self.settings.mailboxes[name]

@@ -272,6 +272,17 @@ def test_an_explicit_path_that_does_not_exist_is_an_error(tmp_path: Path) -> Non
     assert str(caught.value) == f"{missing}: no such settings file"
 
 
+def test_a_required_settings_file_that_is_missing_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={}, required=True)
+    assert str(caught.value) == (
+        f"{tmp_path}/sequencer.yaml: no settings file (run sequencer in your working folder, "
+        "or pass --config or set SEQUENCER_CONFIG)")
+
+
 def test_a_sequencer_config_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
 
@@ -294,8 +305,6 @@ def test_a_folder_is_not_a_settings_file(tmp_path: Path) -> None:
         ("sqlite:///data/seq.db", "sqlite:///{base}/data/seq.db"),
         ("sqlite+pysqlite:///seq.db?timeout=5", "sqlite+pysqlite:///{base}/seq.db?timeout=5"),
         ("sqlite:////var/lib/seq.db", "sqlite:////var/lib/seq.db"),
-        ("sqlite://", "sqlite://"),
-        ("'sqlite:///:memory:'", "sqlite:///:memory:"),
         (
             "postgresql+psycopg://app@db.example.com/seq",
             "postgresql+psycopg://app@db.example.com/seq",
@@ -308,6 +317,28 @@ def test_relative_sqlite_files_live_beside_the_settings_file(
     settings = load(tmp_path, f"database: {url}\n")
 
     assert settings.database == expected.format(base=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("sqlite://", "an in-memory database is gone when the command ends: use sqlite:///PATH"),
+        ("'sqlite:///:memory:'", "an in-memory database is gone when the command ends"),
+        ("'sqlite:///file:x?mode=memory&uri=true'", "an in-memory database is gone"),
+        ("mysql+pymysql://app@db/seq", "unsupported database 'mysql': use sqlite:///PATH or "
+         "postgresql+psycopg://USER@HOST/NAME"),
+        ("postgresql+psycopg2://app@db/seq", "the driver 'psycopg2' is not installed (No "
+         "module named 'psycopg2'): use postgresql+psycopg://"),
+    ],
+)
+def test_a_database_we_cannot_use_is_refused_on_its_line(
+    tmp_path: Path, url: str, reason: str
+) -> None:
+    error = error_of(tmp_path, f"broker: memory\ndatabase: {url}\n")
+    assert error.startswith(f"2: database: {reason}"), error
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, env={"SEQUENCER_DATABASE_URL": url.strip("'")})
+    assert str(caught.value).startswith(f"$SEQUENCER_DATABASE_URL: {reason}")
 
 
 def test_relative_folders_and_maildirs_live_beside_the_settings_file(tmp_path: Path) -> None:

@@ -41,13 +41,18 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _load(config: Path | None):  # type: ignore[no-untyped-def]
+def _load(config: Path | None, *, skip_broken: bool = False):  # type: ignore[no-untyped-def]
+    """The working folder. ``skip_broken`` (the commands that only read or stop
+    enrollments): a sequence file that does not load is named in a warning and left out."""
     from sequencer.workspace import Workspace
 
     try:
-        return Workspace.load(config)
+        workspace = Workspace.load(config, skip_broken=skip_broken)
     except SequencerError as err:
         raise _fail(str(err)) from err
+    for problem in workspace.skipped:
+        typer.echo(f"warning: {problem} (skipped)", err=True)
+    return workspace
 
 
 def _check_log_format(fmt: str) -> None:
@@ -249,7 +254,7 @@ def status(
 
     if summary and (email or limit):
         raise _fail("--summary counts whole sequences: drop --email and --limit", 2)
-    application = _load(config)
+    application = _load(config, skip_broken=True)
     out = sys.stdout
     try:
         if summary:
@@ -334,7 +339,7 @@ def preview(
     """Render that prospect's emails, step by step."""
     from sequencer.usecases.importing import render_preview
 
-    application = _load(config)
+    application = _load(config, skip_broken=True)
     try:
         typer.echo(render_preview(application, sequence, email))
     except SequencerError as err:
@@ -393,7 +398,7 @@ def plan(
 def _control(action: str, email: str, config: Path | None, sequence: str | None) -> None:
     from sequencer.usecases.importing import control
 
-    application = _load(config)
+    application = _load(config, skip_broken=True)
     try:
         records, refusals = control(application, action, email, sequence)
     finally:
@@ -522,7 +527,12 @@ def demo(
 
 
 def main() -> None:
-    app()
+    """Every error of ours ends as ``error: …`` and exit 1, never a traceback."""
+    try:
+        app()
+    except SequencerError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

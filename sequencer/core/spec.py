@@ -429,13 +429,28 @@ def resolve_sequence(ref: str, sequences_dir: Path) -> Path:
 
 def load_sequences(sequences_dir: Path) -> list[Sequence]:
     """Every sequence under ``sequences_dir``, sorted by name; two with one name is an error."""
+    sequences, broken = load_sequences_skipping(sequences_dir)
+    if broken:
+        raise broken[0]
+    return sequences
+
+
+def load_sequences_skipping(sequences_dir: Path) -> tuple[list[Sequence], list[SpecError]]:
+    """Every sequence that loads, sorted by name, and the error of each file that does not
+    (in file order; a second file with a name already taken is one of them)."""
     by_name: dict[str, Sequence] = {}
+    broken: list[SpecError] = []
     for path in _files(sequences_dir):
-        doc = read_yaml(path, SpecError)
-        sequence = build_sequence(doc)
+        try:
+            doc = read_yaml(path, SpecError)
+            sequence = build_sequence(doc)
+        except SpecError as err:
+            broken.append(err)
+            continue
         other = by_name.get(sequence.name)
         if other is not None:
             reason = f"sequence name {sequence.name!r} is also used by {other.path}"
-            raise SpecError(reason, path, doc.line_of(("name",)))
+            broken.append(SpecError(reason, path, doc.line_of(("name",))))
+            continue
         by_name[sequence.name] = sequence
-    return [by_name[name] for name in sorted(by_name)]
+    return [by_name[name] for name in sorted(by_name)], broken

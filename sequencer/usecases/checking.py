@@ -43,7 +43,7 @@ def validate_sequences(config: Path | None, refs: Seq[str], *, strict: bool = Fa
     """(errors, warnings, lines for the sequences that passed); ``strict`` makes every
     warning an error."""
     try:
-        settings = load_settings(config)
+        settings = load_settings(config, required=True)
     except SequencerError as err:
         return [str(err)], [], []
     templates = TemplateSet(settings.templates_dir)

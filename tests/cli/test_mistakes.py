@@ -105,3 +105,82 @@ def test_x12_yaml_nested_20000_deep_is_a_file_line_error(tmp_path: Path) -> None
     for command in (["validate"], ["status"], ["run"]):
         failed_with(wd.cli(*command), rf"sequencer\.yaml:{line}: invalid YAML: nested more "
                     r"than 64 levels deep")
+
+
+def test_x13_one_broken_sequence_file_leaves_status_stop_and_suppress_usable(
+        tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path, 2525)
+    wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com", "bo@example.com",
+                                                     "cy@example.com"])), check=True)
+    wd.write("sequences/broken.yaml", "name: broken\nmailbox: sales\nwiat: 2d\nsteps: []\n")
+    warning = r"warning: .*sequences/broken\.yaml:3: unknown key 'wiat' \(skipped\)"
+    result = wd.cli("status")
+    assert result.returncode == 0 and "ann@example.com" in result.stdout, result.stderr
+    assert re.search(warning, result.stderr), result.stderr
+    assert len(wd.status()) == 3
+    for command, out in ((["pause", "ann@example.com"], "paused: ann@example.com"),
+                         (["resume", "ann@example.com"], "resumed: ann@example.com"),
+                         (["stop", "bo@example.com"], "stopped: bo@example.com"),
+                         (["suppress", "cy@example.com"], "suppressed: cy@example.com")):
+        result = wd.cli(*command)
+        no_traceback(result)
+        assert result.returncode == 0 and out in result.stdout, (command, result.stderr)
+        assert re.search(warning, result.stderr), result.stderr
+    states = {s["email"]: s["state"] for s in wd.status()}
+    assert states == {"ann@example.com": "active", "bo@example.com": "stopped",
+                      "cy@example.com": "stopped"}
+    # what would send, or enroll into the sequences, still refuses to work around it
+    for command in (["run"], ["validate"],
+                    ["enroll", "three", str(prospects_csv(wd, ["dee@example.com"], "d.csv"))]):
+        failed_with(wd.cli(*command), r"error: .*sequences/broken\.yaml:3: unknown key 'wiat'")
+    assert len(wd.status()) == 3
+
+
+def test_status_without_a_settings_file_is_an_error_and_creates_nothing(
+        tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path, 2525)
+    wd.config.unlink()
+    for command in (["status"], ["stop", "ann@example.com"], ["suppress", "ann@example.com"],
+                    ["run"], ["validate"], ["enroll", "three", "prospects.csv"],
+                    ["preview", "three", "--email", "ann@example.com"]):
+        failed_with(wd.cli(*command), rf"error: {re.escape(str(wd.config))}: no settings "
+                    r"file \(run sequencer in your working folder, or pass --config or set "
+                    r"SEQUENCER_CONFIG\)")
+    assert sorted(p.name for p in wd.path.iterdir()) == ["sequences", "templates"]
+
+
+def test_an_unusable_database_url_is_a_clear_error_with_its_line(tmp_path: Path) -> None:
+    cases = {
+        "mysql://app@127.0.0.1/crm": r"database: unsupported database 'mysql': use "
+        r"sqlite:///PATH or postgresql\+psycopg://",
+        "oracle+cx_oracle://app@127.0.0.1/crm": r"database: unsupported database 'oracle'",
+        "nosuch://x": r"database: unsupported database 'nosuch'",
+        "postgresql+psycopg2://app@127.0.0.1/crm": r"database: the driver 'psycopg2' is not "
+        r"installed \(No module named 'psycopg2'\): use postgresql\+psycopg://",
+        "sqlite:///:memory:": r"database: an in-memory database is gone when the command "
+        r"ends: use sqlite:///PATH",
+        "sqlite://": r"database: an in-memory database is gone",
+    }
+    wd = make_workdir(tmp_path, 2525)
+    settings = wd.config.read_text()
+    for url, reason in cases.items():
+        wd.config.write_text(settings.replace("database: sqlite:///sequencer.db",
+                                              f'database: "{url}"'))
+        commands = (["status"], ["validate"], ["run"]) if url.startswith("mysql") else (
+            ["status"],)
+        for command in commands:
+            failed_with(wd.cli(*command), rf"sequencer\.yaml:1: {reason}")
+        result = wd.cli("status", extra_env={"SEQUENCER_DATABASE_URL": url})
+        failed_with(result, rf"\$SEQUENCER_DATABASE_URL: {reason.removeprefix('database: ')}")
+    assert not (wd.path / "sequencer.db").exists()
+
+
+def test_an_unreachable_database_is_an_error_for_every_command_not_a_traceback(
+        tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path, 2525, database="sqlite:///no/such/folder/seq.db")
+    csv = prospects_csv(wd, ["ann@example.com"])
+    for command in (["status"], ["stop", "ann@example.com"], ["suppress", "ann@example.com"],
+                    ["enroll", "three", str(csv)], ["preview", "three", "--email", "a@b.c"],
+                    ["run"]):
+        failed_with(wd.cli(*command), r"error: cannot prepare the database sqlite:///.*"
+                    r"no/such/folder/seq\.db: unable to open database file")
