@@ -306,8 +306,9 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
                   required: bool = False) -> Settings:
     """Settings from ``path`` (or ``$SEQUENCER_CONFIG``, or ``./sequencer.yaml``) and ``env``.
 
-    Without any file, the defaults for the current folder, or (``required``) an error that
-    names the file looked for: the commands of a working folder never invent one.
+    Without any file, the defaults for the current folder; ``required`` (the commands that
+    open the database) makes that an error naming the file looked for, unless
+    ``$SEQUENCER_DATABASE_URL`` names the database: a database is never invented.
     """
     env = os.environ if env is None else env
     explicit = path is not None or bool(env.get("SEQUENCER_CONFIG"))
@@ -315,7 +316,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     if not chosen.exists():
         if explicit:
             raise ConfigError("no such settings file", chosen)
-        if required:
+        if required and not env.get("SEQUENCER_DATABASE_URL"):
             raise ConfigError(NO_SETTINGS_FILE, Path.cwd() / DEFAULT_FILE)
         return _defaults(env)
     if not chosen.is_file():

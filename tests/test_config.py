@@ -281,6 +281,8 @@ def test_a_required_settings_file_that_is_missing_is_named(
     assert str(caught.value) == (
         f"{tmp_path}/sequencer.yaml: no settings file (run sequencer in your working folder, "
         "or pass --config or set SEQUENCER_CONFIG)")
+    url = f"sqlite:///{tmp_path}/named.db"  # a database named outright is not invented
+    assert load_settings(env={"SEQUENCER_DATABASE_URL": url}, required=True).database == url
 
 
 def test_a_sequencer_config_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
