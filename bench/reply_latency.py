@@ -137,10 +137,10 @@ PROBE = Probe()
 
 def install_probes() -> None:
     """Wrap the watcher's IDLE wait, its bounded IMAP commands and the inbound handler."""
-    from sequencer.mail.imap import watcher as imap
+    from sequencer.mail.imap import connection as imap
     from sequencer.usecases import receiving
 
-    wait_push = imap._Connection._wait_push
+    wait_push = imap.Connection._wait_push
 
     async def timed_wait_push(self: Any, queue: Any, idle_s: float) -> Any:
         outcome = await wait_push(self, queue, idle_s)
@@ -149,7 +149,7 @@ def install_probes() -> None:
                 PROBE.pushes.append(time.time())
         return outcome
 
-    bounded = imap._Connection.bounded
+    bounded = imap.Connection.bounded
 
     async def timed_bounded(self: Any, aw: Any, what: str, **kw: Any) -> Any:
         start = time.time()
@@ -187,8 +187,8 @@ def install_probes() -> None:
     timed(receiving.store_inbound, "halt", "dedupe + halt (write)")
     timed(receiving.store_inbound.DbCursorStore, "save", "cursor save (write)")
 
-    imap._Connection._wait_push = timed_wait_push  # type: ignore[method-assign]
-    imap._Connection.bounded = timed_bounded  # type: ignore[method-assign]
+    imap.Connection._wait_push = timed_wait_push  # type: ignore[method-assign]
+    imap.Connection.bounded = timed_bounded  # type: ignore[method-assign]
     receiving.handle = timed_handle  # type: ignore[assignment]
 
 
@@ -488,7 +488,7 @@ def main() -> int:
     if args.imap_log:
         handler = logging.FileHandler(args.imap_log, mode="w")
         handler.setFormatter(logging.Formatter("%(created).3f %(threadName)s %(message)s"))
-        for name in ("aioimaplib.aioimaplib", "sequencer.mail.imap.watcher"):
+        for name in ("aioimaplib.aioimaplib", "sequencer.mail.imap"):
             logging.getLogger(name).setLevel(logging.DEBUG)
             logging.getLogger(name).addHandler(handler)
 

@@ -14,7 +14,8 @@ import socket
 import threading
 
 from sequencer.config import MailboxConfig
-from sequencer.mail.imap.watcher import ImapAccount, ImapWatcher
+from sequencer.mail.imap.connection import ImapAccount
+from sequencer.mail.imap.watcher import ImapWatcher
 from sequencer.mail.maildir import MaildirWatcher
 from sequencer.mail.watching import Inbound, Watcher
 from sequencer.store import inbound as store_inbound

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from sequencer.config import OAuthSettings, Secret
-from sequencer.mail.imap.watcher import ImapAccount, ImapWatcher, WatcherState
+from sequencer.mail.imap.connection import ImapAccount
+from sequencer.mail.imap.watcher import ImapWatcher, WatcherState
 from sequencer.mail.smtp import SmtpAccount, SmtpSender
 from sequencer.mail.watching import MemoryCursorStore
 from sequencer.oauth.client import GrantNeeded

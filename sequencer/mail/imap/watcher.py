@@ -10,26 +10,21 @@ How it stays correct with aioimaplib 2.0.3 and real servers:
   A server may announce a message in the response to that last SEARCH (Dovecot runs the
   search, then syncs the view and sends ``* N EXISTS`` before the tagged OK) without it
   being in the result, and then never announces it again in IDLE. aioimaplib drops such an
-  untagged EXISTS ("ignored untagged response"), so the connection watches every untagged
-  EXISTS/EXPUNGE itself; when the message count grew during an empty SEARCH, the search
-  runs again instead of going to IDLE (without this a reply landing in that ~1 ms window
-  waited for the next message or the ``idle_s`` refresh).
-* New messages are fetched in chunks of ``chunk`` UIDs (aioimaplib parses responses
-  recursively and hits RecursionError beyond ~1000 lines, issue #118), sizes first
-  (``RFC822.SIZE``), then the bodies in batches of at most ``max_bytes`` in all.
+  untagged EXISTS ("ignored untagged response"), so the connection follows every untagged
+  EXISTS/EXPUNGE itself (``protocol.Client``); when the count grew during an empty SEARCH,
+  the search runs again instead of going to IDLE (without this a reply landing in that
+  ~1 ms window waited for the next message or the ``idle_s`` refresh).
+* New messages are fetched in chunks of ``chunk`` UIDs (at most ``protocol.MAX_CHUNK``:
+  aioimaplib parses responses recursively), sizes first (``RFC822.SIZE``), then the bodies
+  in batches of at most ``max_bytes`` in all.
   A message over ``max_bytes`` is handed over as its header plus the first 64 KiB of its
   body, ``truncated=True``. Everything is fetched with ``BODY.PEEK`` so nothing gets \\Seen.
 * The cursor is saved after each handled message. A handler that raises is logged and the
   message skipped: one hostile message never stops the watcher.
-* Then IDLE until the server pushes ``EXISTS``, re-IDLE every ``idle_s``. Every network
-  wait is bounded by ``timeout_s`` (``idle_start`` can hang when the server closes, issue
-  #110) and cut short when the connection drops (aioimaplib wakes nothing on its own).
-  A half-open connection shows up as a timeout at the latest at the next re-IDLE.
+* Then IDLE until the server pushes ``EXISTS``, re-IDLE every ``idle_s``; every wait is
+  bounded (``connection.Connection``).
 * On any error the connection is aborted and re-opened with capped exponential backoff
   and jitter; the catch-up by UID then finds whatever arrived meanwhile.
-
-aioimaplib has no STARTTLS: ``tls`` is ``"ssl"`` (implicit TLS) or ``"none"`` (the caller
-has already checked the host is loopback or plaintext is explicitly allowed).
 """
 
 from __future__ import annotations
@@ -39,16 +34,14 @@ import contextlib
 import enum
 import logging
 import random
-import re
 import ssl
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Iterator, Sequence
 
 from aioimaplib import aioimaplib
 
 from sequencer.errors import AuthenticationError, RetryLater, WatcherError
-from sequencer.mail import sasl
+from sequencer.mail.imap.connection import Connection, ImapAccount, Stopped
+from sequencer.mail.imap.protocol import MAX_CHUNK, uid_set
 from sequencer.mail.watching import (
     DEFAULT_MAX_BYTES,
     TRUNCATED_BODY_BYTES,
@@ -60,45 +53,6 @@ from sequencer.mail.watching import (
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-#: Largest ``chunk``: a FETCH of N bodies is ~3N response lines, parsed one recursion
-#: level per line by aioimaplib (RecursionError near 1000, issue #118).
-MAX_CHUNK = 250
-
-_FETCH_START = re.compile(rb"^\d+ FETCH \(")
-_UID = re.compile(rb"\bUID (\d+)")
-_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
-_LITERAL_ITEM = re.compile(rb"(BODY\[[^\]]*\])(?:<\d+>)? \{\d+\}$")
-_UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
-_EXISTS = re.compile(rb"^\* (\d+) EXISTS\b", re.IGNORECASE)
-_EXPUNGE = re.compile(rb"^\* \d+ EXPUNGE\b", re.IGNORECASE)
-
-
-class _DropLoginLines(logging.Filter):
-    """aioimaplib logs every command at DEBUG and masks the password only when quoting
-    left it unchanged: its LOGIN lines never reach a log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return " LOGIN " not in record.getMessage()
-
-
-logging.getLogger("aioimaplib.aioimaplib").addFilter(_DropLoginLines())
-
-
-@dataclass(frozen=True)
-class ImapAccount:
-    """Where and as whom to watch. The password never appears in a repr or a log line."""
-
-    host: str
-    port: int
-    username: str
-    password: str = field(repr=False)
-    tls: Literal["ssl", "none"] = "ssl"
-    folder: str = "INBOX"
-    #: ``auth: oauth2``: AUTHENTICATE OAUTHBEARER/XOAUTH2 with these access tokens.
-    tokens: sasl.BearerTokens | None = field(default=None, repr=False, compare=False)
-
 
 class WatcherState(enum.Enum):
     """What an ``ImapWatcher`` is doing right now (for health checks and tests)."""
@@ -109,92 +63,6 @@ class WatcherState(enum.Enum):
     IDLE = "idle"
     BACKING_OFF = "backing_off"
     STOPPED = "stopped"
-
-
-class IdleOutcome(enum.Enum):
-    """Why an IDLE ended."""
-
-    NEW_MAIL = "new_mail"
-    REFRESH = "refresh"
-    STOP = "stop"
-
-
-@dataclass(frozen=True)
-class FetchedMessage:
-    """One message of a FETCH response: its UID, size and the body sections by name."""
-
-    uid: int
-    size: int | None
-    sections: dict[bytes, bytes]
-
-
-def parse_fetch(lines: Sequence[bytes | bytearray]) -> dict[int, FetchedMessage]:
-    """Group an aioimaplib FETCH response into messages keyed by UID.
-
-    aioimaplib hands literals over as ``bytearray`` items right after the line that
-    announced them (``... BODY[HEADER]<0> {123}``); every other item is a ``bytes`` line.
-    Messages without a UID (unsolicited flag updates) are left out.
-    """
-    found: dict[int, FetchedMessage] = {}
-    meta = bytearray()
-    sections: dict[bytes, bytes] = {}
-    pending: bytes | None = None
-
-    def flush() -> None:
-        uid = _UID.search(meta)
-        if uid is not None:
-            size = _SIZE.search(meta)
-            found[int(uid.group(1))] = FetchedMessage(
-                uid=int(uid.group(1)),
-                size=int(size.group(1)) if size else None,
-                sections=dict(sections),
-            )
-
-    for line in lines:
-        if isinstance(line, bytearray):
-            if pending is not None:
-                sections[pending] = bytes(line)
-            pending = None
-            continue
-        if _FETCH_START.match(line):
-            flush()
-            meta.clear()
-            sections.clear()
-        meta += b" " + line
-        item = _LITERAL_ITEM.search(line)
-        pending = item.group(1).upper() if item else None
-    flush()
-    return found
-
-
-def parse_search(lines: Sequence[bytes | bytearray]) -> list[int]:
-    """The UIDs of a SEARCH response (the last line is the tagged completion text)."""
-    uids: list[int] = []
-    for line in lines[:-1]:
-        uids.extend(int(token) for token in bytes(line).split() if token.isdigit())
-    return uids
-
-
-def parse_uidvalidity(lines: Sequence[bytes | bytearray]) -> int:
-    """The UIDVALIDITY a SELECT response announced."""
-    for line in lines:
-        found = _UIDVALIDITY.search(bytes(line))
-        if found:
-            return int(found.group(1))
-    raise WatcherError("the server sent no UIDVALIDITY in its SELECT response")
-
-
-def uid_set(uids: Sequence[int]) -> str:
-    """An IMAP sequence set for sorted UIDs, runs compressed: ``1:3,7,9:10``."""
-    runs: list[str] = []
-    start = prev = uids[0]
-    for uid in list(uids[1:]) + [-1]:
-        if uid == prev + 1:
-            prev = uid
-            continue
-        runs.append(str(start) if start == prev else f"{start}:{prev}")
-        start = prev = uid
-    return ",".join(runs)
 
 
 def plan_batches(
@@ -225,237 +93,6 @@ def plan_batches(
         total += size
     if batch:
         yield batch, False
-
-
-def _expect_ok(response: Any, what: str) -> list[bytes | bytearray]:
-    lines: list[bytes | bytearray] = list(response.lines)
-    if response.result != "OK":
-        text = bytes(lines[-1]).decode("ascii", "replace") if lines else ""
-        raise WatcherError(f"{what} failed: {response.result} {text}".strip())
-    return lines
-
-
-class Stopped(Exception):
-    """A network wait was abandoned because the watcher was asked to stop."""
-
-
-async def _forever() -> None:
-    await asyncio.Event().wait()
-
-
-def _raise_on_server_error(lines: Sequence[bytes]) -> None:
-    """An untagged NO/BAD/BYE while idling means the session went bad (Dovecot says
-    ``* NO Internal error`` once the selected folder was deleted): start afresh."""
-    for line in lines:
-        if bytes(line).startswith((b"NO ", b"BAD ", b"BYE ")):
-            text = bytes(line).decode("ascii", "replace")
-            raise WatcherError(f"server reported during IDLE: {text}")
-
-
-class _Connection:
-    """One aioimaplib connection whose every wait is bounded and cut short on a drop."""
-
-    def __init__(
-        self,
-        account: ImapAccount,
-        timeout_s: float,
-        ssl_context: ssl.SSLContext | None,
-        stop: asyncio.Event,
-    ) -> None:
-        self._account = account
-        self._timeout_s = timeout_s
-        self._ssl_context = ssl_context
-        self._stop = stop
-        self._lost = asyncio.Event()
-        self._client: Any = None  # aioimaplib is untyped
-        self.idle_supported = False
-        self.interrupted = False
-        #: The message count as last announced by the server (``* N EXISTS``, less one per
-        #: ``* N EXPUNGE``); -1 before the first announcement.
-        self.exists = -1
-
-    def _observe_untagged(self, protocol: Any) -> None:
-        """See every untagged EXISTS/EXPUNGE, whichever command aioimaplib routes it to
-        (or drops it for)."""
-        untagged = getattr(protocol, "_untagged_response", None)
-        if untagged is None:  # not the aioimaplib we know: fall back to IDLE pushes only
-            return
-
-        def observe(line: bytes) -> Any:
-            found = _EXISTS.match(line)
-            if found:
-                self.exists = int(found.group(1))
-            elif self.exists > 0 and _EXPUNGE.match(line):
-                self.exists -= 1
-            return untagged(line)
-
-        protocol._untagged_response = observe
-
-    def _on_lost(self, exc: Exception | None) -> None:
-        logger.debug("imap connection to %s lost: %s", self._account.host, exc)
-        self._lost.set()
-
-    async def bounded(self, aw: Awaitable[T], what: str, *, interruptible: bool = True) -> T:
-        """Await ``aw`` for at most ``timeout_s``; fail early when the connection drops,
-        and give up at once when the watcher is asked to stop (``Stopped``)."""
-        if self._lost.is_set():
-            raise ConnectionError(f"connection lost before {what}")
-        task = asyncio.ensure_future(aw)
-        lost = asyncio.ensure_future(self._lost.wait())
-        stopped = asyncio.ensure_future(self._stop.wait() if interruptible else _forever())
-        try:
-            done, _ = await asyncio.wait(
-                {task, lost, stopped},
-                timeout=self._timeout_s,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        except BaseException:
-            task.cancel()
-            raise
-        finally:
-            lost.cancel()
-            stopped.cancel()
-        if task in done:
-            return task.result()
-        task.cancel()
-        if lost in done:
-            raise ConnectionError(f"connection lost during {what}")
-        if stopped in done:
-            self.interrupted = True
-            raise Stopped(what)
-        raise TimeoutError(f"no answer to {what} within {self._timeout_s:g}s")
-
-    async def open(self) -> None:
-        """Connect, read the greeting and log in."""
-        account = self._account
-        first = None
-        if account.tokens is not None:  # before connecting: a dead grant costs no connection
-            first = await asyncio.to_thread(account.tokens.token)
-        context = self._ssl_context
-        if account.tls == "ssl" and context is None:
-            context = ssl.create_default_context()
-        self._client = aioimaplib.IMAP4(
-            host=account.host,
-            port=account.port,
-            timeout=self._timeout_s,
-            conn_lost_cb=self._on_lost,
-            ssl_context=context if account.tls == "ssl" else None,
-        )
-        self._observe_untagged(self._client.protocol)
-        await self.bounded(self._client.wait_hello_from_server(), "connect")
-        if account.tokens is not None:
-            await self._authenticate(account.tokens, first)
-        else:
-            response = await self.bounded(
-                self._client.login(aioimaplib.quoted(account.username), account.password),
-                "LOGIN",
-            )
-            if response.result != "OK":
-                raise WatcherError(f"login refused for {account.username}")
-        self.idle_supported = bool(self._client.has_capability("IDLE"))
-
-    async def _authenticate(self, tokens: sasl.BearerTokens, first: str | None) -> None:
-        offered = sasl.offered_by_imap(list(self._client.protocol.capabilities))
-        mechanism = sasl.choose(offered, tokens.sasl)
-        if mechanism is None:
-            raise AuthenticationError(
-                f"{self._account.host} offers neither OAUTHBEARER nor XOAUTH2 "
-                f"(AUTH={' AUTH='.join(offered) or 'nothing'})"
-            )
-        username, client, timeout_s = self._account.username, self._client, self._timeout_s
-
-        async def login(token: str) -> None:
-            await self.bounded(
-                sasl.imap_authenticate(client, mechanism, username, token, timeout=timeout_s),
-                f"AUTHENTICATE {mechanism}",
-            )
-
-        await sasl.with_fresh_token(tokens, login, first)
-
-    async def select(self, folder: str) -> int:
-        """SELECT the folder and return its UIDVALIDITY."""
-        response = await self.bounded(self._client.select(aioimaplib.quoted(folder)), "SELECT")
-        return parse_uidvalidity(_expect_ok(response, f"SELECT {folder}"))
-
-    async def search_after(self, last_uid: int) -> list[int]:
-        """UIDs above ``last_uid``, ascending."""
-        response = await self.bounded(
-            self._client.uid_search(f"UID {last_uid + 1}:*", charset=None), "UID SEARCH"
-        )
-        uids = parse_search(_expect_ok(response, "UID SEARCH"))
-        return sorted({uid for uid in uids if uid > last_uid})
-
-    async def fetch(self, uids: Sequence[int], items: str) -> dict[int, FetchedMessage]:
-        response = await self.bounded(
-            self._client.uid("fetch", uid_set(uids), items), f"UID FETCH {items}"
-        )
-        return parse_fetch(_expect_ok(response, "UID FETCH"))
-
-    async def idle(self, idle_s: float, on_idle: Callable[[], None]) -> IdleOutcome:
-        """IDLE until new mail, ``idle_s`` or ``stop``; always leaves IDLE before returning."""
-        queue: asyncio.Queue[list[bytes]] = self._client.protocol.idle_queue
-        while not queue.empty():
-            queue.get_nowait()
-        idle_task = await self.bounded(
-            self._client.idle_start(timeout=idle_s + self._timeout_s), "IDLE"
-        )
-        on_idle()
-        outcome = await self._wait_push(queue, idle_s)
-        self._client.idle_done()
-        response = await self.bounded(idle_task, "IDLE DONE")
-        _expect_ok(response, "IDLE")
-        return outcome
-
-    async def _wait_push(self, queue: asyncio.Queue[list[bytes]], idle_s: float) -> IdleOutcome:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + idle_s
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return IdleOutcome.REFRESH
-            push = asyncio.ensure_future(queue.get())
-            stopped = asyncio.ensure_future(self._stop.wait())
-            lost = asyncio.ensure_future(self._lost.wait())
-            try:
-                done, _ = await asyncio.wait(
-                    {push, stopped, lost}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                for waiter in (push, stopped, lost):
-                    waiter.cancel()
-            if lost in done:
-                raise ConnectionError("connection lost during IDLE")
-            if push in done:
-                lines = push.result()
-                if lines == aioimaplib.STOP_WAIT_SERVER_PUSH:
-                    return IdleOutcome.REFRESH
-                _raise_on_server_error(lines)
-                if any(b"EXISTS" in line for line in lines):
-                    return IdleOutcome.NEW_MAIL
-            if stopped in done:
-                return IdleOutcome.STOP
-
-    async def close(self, polite: bool) -> None:
-        """Log out if asked and possible, then drop the connection and its tasks."""
-        client = self._client
-        if client is None:
-            return
-        if polite and not self._lost.is_set() and not self.interrupted:
-            with contextlib.suppress(Exception):
-                await self.bounded(client.logout(), "LOGOUT", interruptible=False)
-        transport = client.protocol.transport
-        if transport is not None:
-            transport.abort()
-        connecting = client._client_task  # aioimaplib keeps the connect task private
-        if not connecting.done():
-            connecting.cancel()
-        elif not connecting.cancelled():
-            connecting.exception()  # retrieved, so asyncio does not log it again
-        waiter = client._idle_waiter
-        if waiter is not None:
-            waiter.cancel()
-        for task in [*client.tasks, *client.protocol.tasks]:
-            task.cancel()
 
 
 class ImapWatcher:
@@ -518,7 +155,7 @@ class ImapWatcher:
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until ``stop`` is set; reconnects on every failure, never raises for one."""
         while not stop.is_set():
-            connection = _Connection(self._account, self._timeout_s, self._ssl_context, stop)
+            connection = Connection(self._account, self._timeout_s, self._ssl_context, stop)
             delay = 0.0
             self._state = WatcherState.CONNECTING
             try:
@@ -567,7 +204,7 @@ class ImapWatcher:
                  else logging.WARNING)
         logger.log(level, "imap %s: %s; reconnecting in %.1fs", self._name, reason, delay)
 
-    async def _session(self, connection: _Connection, stop: asyncio.Event) -> None:
+    async def _session(self, connection: Connection, stop: asyncio.Event) -> None:
         account = self._account
         await connection.open()
         uidvalidity = await connection.select(account.folder)
@@ -614,7 +251,7 @@ class ImapWatcher:
         return cursor
 
     async def _catch_up(
-        self, connection: _Connection, cursor: Cursor, stop: asyncio.Event
+        self, connection: Connection, cursor: Cursor, stop: asyncio.Event
     ) -> Cursor:
         while not stop.is_set():
             known = connection.exists
@@ -635,7 +272,7 @@ class ImapWatcher:
         return cursor
 
     async def _deliver_chunk(
-        self, connection: _Connection, uids: list[int], cursor: Cursor, stop: asyncio.Event
+        self, connection: Connection, uids: list[int], cursor: Cursor, stop: asyncio.Event
     ) -> Cursor:
         sized = await connection.fetch(uids, "(UID RFC822.SIZE)")
         sizes = {uid: message.size for uid, message in sized.items() if message.size is not None}
@@ -660,7 +297,7 @@ class ImapWatcher:
         return cursor
 
     async def _fetch_batch(
-        self, connection: _Connection, uids: list[int], truncated: bool
+        self, connection: Connection, uids: list[int], truncated: bool
     ) -> dict[int, bytes]:
         if not truncated:
             fetched = await connection.fetch(uids, "(UID BODY.PEEK[])")

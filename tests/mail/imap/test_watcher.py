@@ -11,14 +11,9 @@ from typing import Any
 
 import pytest
 
-from sequencer.mail.imap.watcher import (
-    ImapAccount,
-    ImapWatcher,
-    WatcherState,
-    parse_fetch,
-    plan_batches,
-    uid_set,
-)
+from sequencer.mail.imap.connection import ImapAccount
+from sequencer.mail.imap.protocol import parse_fetch, uid_set
+from sequencer.mail.imap.watcher import ImapWatcher, WatcherState, plan_batches
 from sequencer.mail.watching import TRUNCATED_BODY_BYTES, Cursor, MemoryCursorStore
 from tests.fixtures.dovecot import DovecotServer
 from tests.mail.recording import Recorder, message, until, watching
