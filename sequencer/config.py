@@ -19,17 +19,18 @@ from datetime import UTC, datetime, timedelta
 from email.utils import getaddresses
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints
+from pydantic import Field
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from sequencer.core.durations import Duration
 from sequencer.core.presets import PRESETS, merged
 from sequencer.core.unsubscribe import MIN_KEY_LENGTH, PLACEHOLDER
-from sequencer.core.yamlfile import Loc, YamlDocument, read_yaml, validate
+from sequencer.core.yamlfile import Loc, StrictModel, Text, YamlDocument, read_yaml, validate
 from sequencer.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -185,52 +186,10 @@ class Settings:
     __str__ = __repr__
 
 
-# --- durations -----------------------------------------------------------------------------
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-
-
-def parse_duration(text: str | int | float) -> timedelta:
-    """``"90s" "15m" "2h" "2d" "1w"`` (or a bare number of seconds) as a timedelta."""
-    if isinstance(text, bool):
-        raise ConfigError("a duration must be a number with a unit: s, m, h, d or w")
-    if isinstance(text, int | float):
-        seconds = float(text)
-    else:
-        match = _DURATION.fullmatch(text.strip().lower())
-        if match is None:
-            raise ConfigError(f"{text!r} is not a duration: use a number and s, m, h, d or w")
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds < 0:
-        raise ConfigError("a duration cannot be negative")
-    try:
-        return timedelta(seconds=seconds)
-    except OverflowError as err:
-        raise ConfigError(f"{text!r} is too long a duration") from err
-
-
-def _duration(value: object) -> timedelta:
-    if not isinstance(value, str | int | float):
-        raise ValueError("must be a duration such as 30s, 5m or 2h")
-    try:
-        return parse_duration(value)
-    except ConfigError as err:
-        raise ValueError(err.reason) from None
-
-
-Duration = Annotated[timedelta, PlainValidator(_duration)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-
-
 # --- the schema as written in YAML ---------------------------------------------------------
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class _SmtpModel(_Model):
+class _SmtpModel(StrictModel):
     host: Text
     port: int | None = Field(default=None, ge=1, le=65535)
     username: Text | None = None
@@ -240,7 +199,7 @@ class _SmtpModel(_Model):
     timeout: Duration = timedelta(seconds=30)
 
 
-class _ImapModel(_Model):
+class _ImapModel(StrictModel):
     host: Text
     port: int | None = Field(default=None, ge=1, le=65535)
     username: Text
@@ -251,7 +210,7 @@ class _ImapModel(_Model):
     sent_folder: Text | None = None
 
 
-class _OAuth2Model(_Model):
+class _OAuth2Model(StrictModel):
     client_id: Text
     client_secret_env: Text | None = None
     authorize_url: Text
@@ -266,7 +225,7 @@ class _OAuth2Model(_Model):
     token_file: Text | None = None
 
 
-class _MailboxModel(_Model):
+class _MailboxModel(StrictModel):
     sender: Text = Field(alias="from")
     provider: Literal[PROVIDERS] | None = None  # type: ignore[valid-type]
     saves_sent: bool | None = None
@@ -278,13 +237,13 @@ class _MailboxModel(_Model):
     daily_limit: int = Field(default=200, ge=1)
 
 
-class _RetryModel(_Model):
+class _RetryModel(StrictModel):
     attempts: int = Field(default=5, ge=1)
     backoff: Duration = timedelta(minutes=1)
     max_backoff: Duration = timedelta(hours=1)
 
 
-class _SettingsModel(_Model):
+class _SettingsModel(StrictModel):
     database: Text | None = None
     broker: Text = "memory"
     templates: Text = "templates"

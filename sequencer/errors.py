@@ -39,6 +39,10 @@ class ConfigError(InputError):
     """The settings file or the environment is wrong."""
 
 
+class DurationError(ConfigError, ValueError):
+    """Not a duration such as ``90s``, ``15m``, ``2h``, ``2d`` or ``1w``."""
+
+
 class SpecError(InputError):
     """A sequence file is wrong."""
 

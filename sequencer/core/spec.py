@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import holidays as holiday_data
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints
+from pydantic import Field, PlainValidator
 
-from sequencer.config import parse_duration
+from sequencer.core.durations import parse_duration
 from sequencer.core.unsubscribe import DEFAULT_POLICY, ListUnsubscribe
-from sequencer.core.yamlfile import Loc, YamlDocument, read_yaml, validate
-from sequencer.errors import ConfigError, SpecError
+from sequencer.core.yamlfile import Loc, StrictModel, Text, YamlDocument, read_yaml, validate
+from sequencer.errors import DurationError, SpecError
 
 STOP_REASONS = frozenset({"reply", "bounce", "unsubscribe", "complaint"})
 
@@ -181,7 +181,7 @@ def _span(value: object) -> timedelta:
         raise ValueError("must be a duration with a unit: s, m, h, d or w")
     try:
         span = parse_duration(value)
-    except ConfigError as err:
+    except DurationError as err:
         raise ValueError(err.reason) from None
     if span > MAX_SPAN:
         raise ValueError(f"{value.strip()!r} is longer than {MAX_SPAN_TEXT}, the longest a "
@@ -291,20 +291,15 @@ def check_template(value: object) -> str:
     return name
 
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class _WindowModel(_Model):
+class _WindowModel(StrictModel):
     days: Annotated[frozenset[int], PlainValidator(parse_days)]
     hours: Annotated[tuple[time, time], PlainValidator(parse_hours)]
     spread: Annotated[timedelta, PlainValidator(_span)] = timedelta(0)
 
 
-class _StepModel(_Model):
+class _StepModel(StrictModel):
     name: Text
     template: Annotated[str, PlainValidator(check_template)]
     wait: Annotated[Wait, PlainValidator(parse_wait)]
@@ -313,7 +308,7 @@ class _StepModel(_Model):
     lead: Annotated[timedelta, PlainValidator(_span)] | None = None
 
 
-class _SequenceModel(_Model):
+class _SequenceModel(StrictModel):
     name: Annotated[str, PlainValidator(check_name)]
     mailbox: Text
     timezone: Annotated[str, PlainValidator(check_timezone)] = "UTC"

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from pydantic_core import ErrorDetails
 
 from sequencer.errors import InputError
@@ -26,6 +26,16 @@ MAX_DEPTH = 64  # nested lists and mappings; PyYAML's composer recurses once per
 
 Loc = tuple[str | int, ...]
 M = TypeVar("M", bound=BaseModel)
+
+#: Text a user must write: stripped, and not empty.
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class StrictModel(BaseModel):
+    """The base of every schema of a user file: unknown keys are errors, values frozen, no
+    silent type coercion."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
