@@ -19,6 +19,18 @@ class SequencerError(Exception):
     """Root of every error sequencer raises on purpose."""
 
 
+class InvalidArgument(SequencerError, ValueError):
+    """A caller passed a value the function does not take (a programming mistake)."""
+
+
+class StoreError(SequencerError):
+    """The database cannot be reached or used (the SQLAlchemy error is the ``__cause__``)."""
+
+
+class StoreConflict(StoreError):
+    """A write lost a race on a unique key: someone else stored the same thing first."""
+
+
 class InputError(SequencerError):
     """Bad input from a user file: names the file, the line and the reason."""
 
@@ -55,7 +67,7 @@ class EnrollError(InputError):
     """A CSV row (or the whole file) cannot be enrolled."""
 
 
-class HeaderInjectionError(SequencerError):
+class HeaderInjectionError(SequencerError, ValueError):
     """A header value carries a control character (CR, LF, NUL …) or smuggles one."""
 
 

@@ -13,6 +13,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware, Retries
 
 from sequencer.config import redact_url
+from sequencer.errors import ConfigError
 
 QUEUE = "send"
 
@@ -26,7 +27,7 @@ def make_broker(url: str) -> dramatiq.Broker:
 
         broker = RedisBroker(url=url, middleware=middleware)  # type: ignore[no-untyped-call]
     else:
-        raise ValueError(f"unsupported broker {redact_url(url)!r}: use memory or "
+        raise ConfigError(f"unsupported broker {redact_url(url)!r}: use memory or "
                          "redis://host:port/db")
     dramatiq.set_broker(broker)
     return broker

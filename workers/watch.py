@@ -14,6 +14,7 @@ import socket
 import threading
 
 from sequencer.config import MailboxConfig
+from sequencer.errors import WatcherError
 from sequencer.mail.imap.connection import ImapAccount
 from sequencer.mail.imap.watcher import ImapWatcher
 from sequencer.mail.maildir import MaildirWatcher
@@ -125,7 +126,7 @@ async def _watch_once(app: Workspace, mailbox: MailboxConfig, stop: threading.Ev
         done.set()
         await lease_task
     if lost:
-        raise RuntimeError(f"lost the lease on mailbox {mailbox.name}")
+        raise WatcherError(f"lost the lease on mailbox {mailbox.name}")
 
 
 def start_watchers(app: Workspace, stop: threading.Event) -> list[threading.Thread]:

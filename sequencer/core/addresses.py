@@ -28,6 +28,8 @@ from functools import lru_cache
 import idna
 from email_validator import EmailNotValidError, validate_email
 
+from sequencer.errors import SequencerError
+
 _PLAIN_DOMAIN = re.compile(r"[A-Za-z0-9.-]+\Z")
 _QUOTED_ATOM = re.compile(r'"([A-Za-z0-9!#$%&\'*+/=?^_`{|}~.-]+)"\Z')
 
@@ -40,7 +42,7 @@ _ALLOWED_MIXES = (
 _NO_SCRIPT = frozenset({"COMMON", "INHERITED"})
 
 
-class AddressError(ValueError):
+class AddressError(SequencerError, ValueError):
     """Not an address (no local part, no @, no domain) or not a valid domain."""
 
 

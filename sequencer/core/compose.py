@@ -28,7 +28,7 @@ from email.policy import compat32
 from email.utils import format_datetime, getaddresses
 
 from sequencer.core.addresses import AddressError, ascii_domain
-from sequencer.errors import HeaderInjectionError
+from sequencer.errors import HeaderInjectionError, InvalidArgument
 
 _CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")
@@ -83,7 +83,7 @@ def new_message_id(domain: str) -> str:
     """A fresh, globally unique Message-ID: ``<{uuid4 hex}@{domain}>``."""
     a_label = _ascii_domain(domain)
     if not _DOMAIN.fullmatch(a_label):
-        raise ValueError(f"invalid Message-ID domain {domain!r}")
+        raise InvalidArgument(f"invalid Message-ID domain {domain!r}")
     return f"<{uuid.uuid4().hex}@{a_label.rstrip('.')}>"
 
 
@@ -227,7 +227,7 @@ def _headers(
     extra_headers: Mapping[str, str],
 ) -> list[str]:
     if date.tzinfo is None or date.utcoffset() is None:
-        raise ValueError("date must be timezone-aware")
+        raise InvalidArgument("date must be timezone-aware")
     lines = [
         f"Date: {format_datetime(date)}\r\n",
         f"From: {_mailbox('From', *_split_sender(sender))}\r\n",

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sequencer.errors import SequencerError
+
 
 class EnrollmentState(StrEnum):
     ACTIVE = "active"
@@ -59,7 +61,7 @@ class Inbound(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
 
 
-class InvalidTransition(Exception):
+class InvalidTransition(SequencerError, ValueError):
     """A manual action that makes no sense in the enrollment's state (e.g. resume a reply)."""
 
     def __init__(self, state: EnrollmentState, action: str) -> None:

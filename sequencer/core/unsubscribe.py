@@ -22,7 +22,7 @@ from enum import StrEnum
 
 from itsdangerous import Signer
 
-from sequencer.errors import SequencerError
+from sequencer.errors import InvalidArgument, SequencerError
 
 PLACEHOLDER = "{token}"
 ONE_CLICK = "List-Unsubscribe=One-Click"  # the RFC 8058 POST body and header value
@@ -76,7 +76,8 @@ class Tokens:
 
     def __init__(self, keys: Sequence[str]) -> None:
         if not keys or any(len(key) < MIN_KEY_LENGTH for key in keys):
-            raise ValueError(f"each unsubscribe key must be at least {MIN_KEY_LENGTH} characters")
+            raise InvalidArgument(
+                f"each unsubscribe key must be at least {MIN_KEY_LENGTH} characters")
         self._signer = Signer(list(keys), salt=_SALT, digest_method=hashlib.sha256)
 
     def __repr__(self) -> str:
@@ -86,7 +87,7 @@ class Tokens:
         """The token for the message ``message_id`` sent to ``email`` in that enrollment."""
         inner = message_id.strip("<>")
         if not _MESSAGE_ID.fullmatch(inner):
-            raise ValueError(f"not a Message-ID: {message_id!r}")
+            raise InvalidArgument(f"not a Message-ID: {message_id!r}")
         encoded = base64.urlsafe_b64encode(inner.encode("ascii")).decode("ascii").rstrip("=")
         signature = self._signer.get_signature(_bound(encoded, enrollment_id, email))
         return f"{encoded}.{signature.decode('ascii')}"

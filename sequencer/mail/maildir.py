@@ -28,7 +28,7 @@ import logging
 import os
 from pathlib import Path
 
-from sequencer.errors import RetryLater, SequencerError
+from sequencer.errors import InvalidArgument, RetryLater, SequencerError
 from sequencer.mail.watching import (
     DEFAULT_MAX_BYTES,
     TRUNCATED_BODY_BYTES,
@@ -79,7 +79,7 @@ class MaildirWatcher:
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         if poll_s <= 0 or max_bytes < 1:
-            raise ValueError("poll_s and max_bytes must be positive")
+            raise InvalidArgument("poll_s and max_bytes must be positive")
         self._name = name
         self._path = Path(path)
         self._cursors = cursors

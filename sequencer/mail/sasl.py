@@ -36,7 +36,7 @@ from typing import Any, Literal, Protocol
 
 from aioimaplib import aioimaplib
 
-from sequencer.errors import AuthenticationError
+from sequencer.errors import AuthenticationError, InvalidArgument
 
 Mechanism = Literal["XOAUTH2", "OAUTHBEARER"]
 MECHANISMS: tuple[Mechanism, ...] = ("OAUTHBEARER", "XOAUTH2")
@@ -100,9 +100,9 @@ class ErrorChallenge:
 
 def _check(user: str, token: str) -> None:
     if not user or any(ch in user for ch in "\x00\x01\r\n"):
-        raise ValueError("the SASL user name is empty or contains a control character")
+        raise InvalidArgument("the SASL user name is empty or contains a control character")
     if not _B64TOKEN.fullmatch(token):
-        raise ValueError("the access token is not an RFC 6750 bearer token")
+        raise InvalidArgument("the access token is not an RFC 6750 bearer token")
 
 
 def xoauth2(user: str, token: str) -> bytes:

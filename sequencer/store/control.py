@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 
 from sequencer.core import machine
 from sequencer.core.machine import EnrollmentState, Event, SendStatus
+from sequencer.errors import InvalidArgument
 from sequencer.eventlog import EventRecord
 from sequencer.store import events as stored_events
 from sequencer.store.db import Store
@@ -77,7 +78,7 @@ def _transition(conn: object, action: str, state: EnrollmentState, row: object,
     if action in ("stop", "suppress"):
         return machine.stop(state), Event.STOPPED, {"next_due": None}
     if action != "resume":
-        raise ValueError(action)
+        raise InvalidArgument(action)
     new = machine.resume(state)
     index = row.step_index  # type: ignore[attr-defined]
     current = conn.execute(select(sends.c.status).where(  # type: ignore[attr-defined]

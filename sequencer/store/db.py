@@ -16,15 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from sequencer.errors import SequencerError
+from sequencer.errors import StoreConflict, StoreError
 
 BUSY_TIMEOUT_MS = 30_000
-
-
-class StoreError(SequencerError):
-    """The database cannot be reached or used."""
 
 
 def utcnow() -> datetime:
@@ -63,17 +59,24 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction; retried from the top is the caller's job, locks wait."""
+        """A write transaction; retried from the top is the caller's job, locks wait.
+
+        Every SQLAlchemy error becomes a ``StoreError`` (a lost unique-key race a
+        ``StoreConflict``), after the transaction was rolled back."""
         try:
             with self.writer.begin() as conn:
                 yield conn
-        except OperationalError as err:
-            raise StoreError(f"database error: {err.orig}") from err
+        except SQLAlchemyError as err:
+            raise _store_error(err) from err
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.reader.connect() as conn:
-            yield conn
+        """A read-only connection; SQLAlchemy errors become a ``StoreError``."""
+        try:
+            with self.reader.connect() as conn:
+                yield conn
+        except SQLAlchemyError as err:
+            raise _store_error(err) from err
 
     def dispose(self) -> None:
         self.writer.dispose()
@@ -99,6 +102,13 @@ def _upgrade(conn: Connection) -> None:
         # Made by a build from before migrations existed: that schema is revision 0001.
         command.stamp(config, "0001")
     command.upgrade(config, "head")
+
+
+def _store_error(err: SQLAlchemyError) -> StoreError:
+    detail = getattr(err, "orig", None) or err
+    if isinstance(err, IntegrityError):
+        return StoreConflict(f"database conflict: {detail}")
+    return StoreError(f"database error: {detail}")
 
 
 def _redact(url: str) -> str:

@@ -13,8 +13,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from sequencer.core.machine import EnrollmentState, Event
 from sequencer.core.spec import Sequence
+from sequencer.errors import StoreError
 from sequencer.prospects import Prospect, Rejected
-from sequencer.store.db import Store, StoreError
+from sequencer.store.db import Store
 from sequencer.store.events import BulkInsert
 from sequencer.store.schema import enrollments, events, prospects, suppressions
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Connection, desc, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
 
 from sequencer.core.machine import EnrollmentState
+from sequencer.errors import StoreConflict
 from sequencer.eventlog import EventRecord
 from sequencer.mail.watching import Cursor
 from sequencer.store import events as stored_events
@@ -191,7 +191,7 @@ def hold_lease(store: Store, mailbox: str, owner: str, now: datetime, ttl_s: flo
         with store.write() as conn:
             conn.execute(insert(mailboxes).values(name=mailbox, last_uid=0, paused=False,
                                                   lease_owner=owner, lease_until=until))
-    except IntegrityError:
+    except StoreConflict:
         return False  # another process created the row (and holds the lease) first
     return True
 

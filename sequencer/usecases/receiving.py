@@ -11,17 +11,14 @@ import logging
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.exc import IntegrityError, OperationalError
-
 from sequencer.core import machine, schedule, timing
 from sequencer.core.classify import Kind, Verdict, classify
 from sequencer.core.machine import EnrollmentState
 from sequencer.core.schedule import Recipient
-from sequencer.errors import RetryLater
+from sequencer.errors import RetryLater, StoreError
 from sequencer.eventlog import EventRecord, emit
 from sequencer.mail.watching import Inbound
 from sequencer.store import inbound as store_inbound
-from sequencer.store.db import StoreError
 from sequencer.store.inbound import Target
 from sequencer.workspace import Workspace
 
@@ -54,7 +51,7 @@ def handle(app: Workspace, mailbox: str, message: Inbound) -> EventRecord | None
     """
     try:
         return _handle(app, mailbox, message)
-    except (StoreError, OperationalError, IntegrityError) as err:
+    except StoreError as err:
         raise RetryLater(f"could not record inbound mail: {err}") from err
 
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy.exc import IntegrityError
-
 from sequencer.core import machine
 from sequencer.core.machine import EnrollmentState
 from sequencer.core.unsubscribe import InvalidToken, Tokens
+from sequencer.errors import StoreConflict
 from sequencer.eventlog import EventRecord, emit
 from sequencer.store import inbound as store_inbound
 from sequencer.store.halting import suppressed
@@ -76,7 +75,7 @@ def unsubscribe(app: Workspace, link: Link, via: str) -> Outcome:
     try:
         applied = store_inbound.halt(app.store, target, effect.state or EnrollmentState(
             target.state), now, record, seen, suppress=f"unsubscribe: link ({via})")
-    except IntegrityError:  # the same link, handled at the same moment by another request
+    except StoreConflict:  # the same link, handled at the same moment by another request
         return Outcome.ALREADY
     if not applied:
         return Outcome.ALREADY

@@ -68,7 +68,7 @@ def test_a_database_made_before_migrations_is_adopted_not_recreated(tmp_path: Pa
 def test_an_unusable_database_is_a_clear_error(tmp_path: Path) -> None:
     import pytest
 
-    from sequencer.store.db import StoreError
+    from sequencer.errors import StoreError
 
     (tmp_path / "not-a-db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot prepare the database"):

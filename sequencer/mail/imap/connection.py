@@ -24,7 +24,7 @@ from typing import Literal, TypeVar
 
 from aioimaplib import aioimaplib
 
-from sequencer.errors import AuthenticationError, WatcherError
+from sequencer.errors import AuthenticationError, SequencerError, WatcherError
 from sequencer.mail import sasl
 from sequencer.mail.imap.protocol import (
     Client,
@@ -65,7 +65,7 @@ class IdleOutcome(enum.Enum):
     STOP = "stop"
 
 
-class Stopped(Exception):
+class Stopped(SequencerError):
     """A network wait was abandoned because the watcher was asked to stop."""
 
 

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from aioimaplib import aioimaplib
 
-from sequencer.errors import AuthenticationError, RetryLater, WatcherError
+from sequencer.errors import AuthenticationError, InvalidArgument, RetryLater, WatcherError
 from sequencer.mail.imap.connection import Connection, ImapAccount, Stopped
 from sequencer.mail.imap.protocol import MAX_CHUNK, uid_set
 from sequencer.mail.watching import (
@@ -119,9 +119,9 @@ class ImapWatcher:
         on_auth_failure: Callable[[str], object] | None = None,
     ) -> None:
         if chunk < 1 or max_bytes < 1 or idle_s <= 0 or timeout_s <= 0:
-            raise ValueError("chunk, max_bytes, idle_s and timeout_s must be positive")
+            raise InvalidArgument("chunk, max_bytes, idle_s and timeout_s must be positive")
         if chunk > MAX_CHUNK:
-            raise ValueError(
+            raise InvalidArgument(
                 f"chunk must be at most {MAX_CHUNK}: aioimaplib parses a response "
                 "recursively and fails beyond ~1000 lines"
             )
