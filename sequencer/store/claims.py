@@ -22,7 +22,7 @@ from sequencer.core.machine import EnrollmentState, Event, SendStatus
 from sequencer.eventlog import EventRecord
 from sequencer.store import events as stored_events
 from sequencer.store import pacing
-from sequencer.store.db import Store
+from sequencer.store.db import AnyRow, Store
 from sequencer.store.halting import drop_unsent
 from sequencer.store.schema import enrollments, mailboxes, sends, suppressions
 
@@ -249,29 +249,29 @@ def _budgets(conn: Connection, names: set[str], day_start: datetime,
     return budget
 
 
-def _mark_unknown(conn: Connection, row: object, existing: object, step: str | None,
+def _mark_unknown(conn: Connection, row: AnyRow, existing: AnyRow, step: str | None,
                   now: datetime) -> EventRecord:
     detail = "DATA went out but no reply was recorded; not resent — check and resume or stop"
-    conn.execute(update(sends).where(sends.c.id == existing.id).values(  # type: ignore[attr-defined]
+    conn.execute(update(sends).where(sends.c.id == existing.id).values(
         status=SendStatus.UNKNOWN.value, done_at=now, detail=detail))
-    conn.execute(update(enrollments).where(enrollments.c.id == row.id).values(  # type: ignore[attr-defined]
+    conn.execute(update(enrollments).where(enrollments.c.id == row.id).values(
         state=EnrollmentState.PAUSED.value, claim_token=None, lease_until=None,
         flag=f"step {step or '?'}: outcome unknown", updated_at=now))
-    return EventRecord(Event.UNKNOWN, now, email=row.email, mailbox=row.mailbox,  # type: ignore[attr-defined]
-                       sequence=row.sequence, step=step,  # type: ignore[attr-defined]
-                       message_id=existing.message_id, detail=detail,  # type: ignore[attr-defined]
-                       enrollment_id=row.id)  # type: ignore[attr-defined]
+    return EventRecord(Event.UNKNOWN, now, email=row.email, mailbox=row.mailbox,
+                       sequence=row.sequence, step=step,
+                       message_id=existing.message_id, detail=detail,
+                       enrollment_id=row.id)
 
 
-def _fail_missing_step(conn: Connection, row: object, now: datetime,
+def _fail_missing_step(conn: Connection, row: AnyRow, now: datetime,
                        missing_step: bool = True) -> EventRecord:
     detail = ("the sequence or its step no longer exists" if missing_step else
-              f"mailbox {row.mailbox!r} is not in the settings")  # type: ignore[attr-defined]
-    conn.execute(update(enrollments).where(enrollments.c.id == row.id).values(  # type: ignore[attr-defined]
+              f"mailbox {row.mailbox!r} is not in the settings")
+    conn.execute(update(enrollments).where(enrollments.c.id == row.id).values(
         state=EnrollmentState.FAILED.value, claim_token=None, lease_until=None,
         flag=detail, updated_at=now))
-    return EventRecord(Event.FAILED, now, email=row.email, mailbox=row.mailbox,  # type: ignore[attr-defined]
-                       sequence=row.sequence, detail=detail, enrollment_id=row.id)  # type: ignore[attr-defined]
+    return EventRecord(Event.FAILED, now, email=row.email, mailbox=row.mailbox,
+                       sequence=row.sequence, detail=detail, enrollment_id=row.id)
 
 
 def load_job(store: Store, claim: Claim) -> Job | None:

@@ -6,14 +6,14 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 
 from sequencer.core import machine
 from sequencer.core.machine import EnrollmentState, Event, SendStatus
 from sequencer.errors import InvalidArgument
 from sequencer.eventlog import EventRecord
 from sequencer.store import events as stored_events
-from sequencer.store.db import Store
+from sequencer.store.db import AnyRow, Store
 from sequencer.store.halting import add_suppression, drop_unsent
 from sequencer.store.schema import enrollments, sends
 
@@ -32,11 +32,11 @@ class Resumed(Protocol):
 DueAfter = Callable[[Resumed, int, datetime], datetime | None]
 
 
-def _targets(conn: object, email: str, sequence: str | None) -> list[object]:
+def _targets(conn: Connection, email: str, sequence: str | None) -> list[AnyRow]:
     query = select(enrollments).where(enrollments.c.email == email)
     if sequence:
         query = query.where(enrollments.c.sequence == sequence)
-    return list(conn.execute(query).all())  # type: ignore[attr-defined]
+    return list(conn.execute(query).all())
 
 
 def apply(store: Store, action: str, email: str, now: datetime, *,
@@ -50,27 +50,27 @@ def apply(store: Store, action: str, email: str, now: datetime, *,
         if action == "suppress":
             add_suppression(conn, email, reason, now)
         for row in rows:
-            state = EnrollmentState(row.state)  # type: ignore[attr-defined]
+            state = EnrollmentState(row.state)
             try:
                 new, event, values = _transition(conn, action, state, row, now, due_after)
             except machine.InvalidTransition as err:
                 if action != "suppress":
-                    refusals.append(f"{row.sequence}: {err}")  # type: ignore[attr-defined]
+                    refusals.append(f"{row.sequence}: {err}")
                 continue
             if new is not EnrollmentState.ACTIVE:
-                drop_unsent(conn, row.id)  # type: ignore[attr-defined]
+                drop_unsent(conn, row.id)
             conn.execute(update(enrollments).where(
-                enrollments.c.id == row.id).values(  # type: ignore[attr-defined]
+                enrollments.c.id == row.id).values(
                 state=new.value, claim_token=None, lease_until=None, updated_at=now, **values))
             records.append(EventRecord(
-                event, now, email=email, mailbox=row.mailbox,  # type: ignore[attr-defined]
-                sequence=row.sequence, detail=reason,  # type: ignore[attr-defined]
-                enrollment_id=row.id))  # type: ignore[attr-defined]
+                event, now, email=email, mailbox=row.mailbox,
+                sequence=row.sequence, detail=reason,
+                enrollment_id=row.id))
         stored_events.add(conn, *records)
     return records, refusals
 
 
-def _transition(conn: object, action: str, state: EnrollmentState, row: object,
+def _transition(conn: Connection, action: str, state: EnrollmentState, row: AnyRow,
                 now: datetime, due_after: DueAfter | None
                 ) -> tuple[EnrollmentState, Event, dict[str, object]]:
     if action == "pause":
@@ -80,13 +80,13 @@ def _transition(conn: object, action: str, state: EnrollmentState, row: object,
     if action != "resume":
         raise InvalidArgument(action)
     new = machine.resume(state)
-    index = row.step_index  # type: ignore[attr-defined]
-    current = conn.execute(select(sends.c.status).where(  # type: ignore[attr-defined]
-        sends.c.enrollment_id == row.id,  # type: ignore[attr-defined]
+    index = row.step_index
+    current = conn.execute(select(sends.c.status).where(
+        sends.c.enrollment_id == row.id,
         sends.c.step_index == index)).scalar()
     if current == SendStatus.UNKNOWN.value:
         index += 1  # the human checked: the step counts as delivered, never resent
-    due = due_after(row, index, now) if due_after else now  # type: ignore[arg-type]
+    due = due_after(row, index, now) if due_after else now
     if due is None:
         return EnrollmentState.COMPLETED, Event.COMPLETED, {
             "step_index": index, "next_due": None, "flag": None}

@@ -13,14 +13,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Row, create_engine, event
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from sequencer.errors import StoreConflict, StoreError
 
 BUSY_TIMEOUT_MS = 30_000
+
+#: A result row of any shape, its columns read by name (``row.email``).
+AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 
 
 def utcnow() -> datetime:

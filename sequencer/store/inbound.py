@@ -13,7 +13,7 @@ from sequencer.errors import StoreConflict
 from sequencer.eventlog import EventRecord
 from sequencer.mail.watching import Cursor
 from sequencer.store import events as stored_events
-from sequencer.store.db import Store
+from sequencer.store.db import AnyRow, Store
 from sequencer.store.halting import add_suppression, drop_unsent
 from sequencer.store.schema import enrollments, inbound, mailboxes, sends
 
@@ -105,11 +105,10 @@ def match(store: Store, mailbox: str, *, references: Iterable[str] = (),
     return None
 
 
-def _target(row: object, how: str) -> Target:
+def _target(row: AnyRow, how: str) -> Target:
     r = row
-    return Target(r.id, r.email, r.sequence, r.mailbox, r.state,  # type: ignore[attr-defined]
-                  r.step_index, r.next_due, r.timezone, how,  # type: ignore[attr-defined]
-                  r.vars or {})  # type: ignore[attr-defined]
+    return Target(r.id, r.email, r.sequence, r.mailbox, r.state,
+                  r.step_index, r.next_due, r.timezone, how, r.vars or {})
 
 
 def halt(store: Store, target: Target, state: EnrollmentState, now: datetime,

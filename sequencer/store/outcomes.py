@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, exists, insert, select, update
+from sqlalchemy import Connection, Update, bindparam, exists, insert, select, update
 
 from sequencer.core.machine import EnrollmentState, SendStatus
 from sequencer.eventlog import EventRecord
@@ -17,11 +17,11 @@ from sequencer.store.schema import enrollments, mailboxes, sends
 
 ACTIVE = EnrollmentState.ACTIVE.value
 
-_FINISH_ENROLLMENT: dict[tuple[bool, tuple[str, ...]], object] = {}
-_FINISH_SEND: dict[tuple[bool, bool], object] = {}
+_FINISH_ENROLLMENT: dict[tuple[bool, tuple[str, ...]], Update] = {}
+_FINISH_SEND: dict[tuple[bool, bool], Update] = {}
 
 
-def _finish_enrollment_stmt(passed_gate: bool, names: tuple[str, ...]) -> object:
+def _finish_enrollment_stmt(passed_gate: bool, names: tuple[str, ...]) -> Update:
     """``_finish``'s conditional update, built once per (gate, columns set) and reused."""
     stmt = _FINISH_ENROLLMENT.get((passed_gate, names))
     if stmt is None:
@@ -38,7 +38,7 @@ def _finish_enrollment_stmt(passed_gate: bool, names: tuple[str, ...]) -> object
     return stmt
 
 
-def _finish_send_stmt(with_status: bool, passed_gate: bool) -> object:
+def _finish_send_stmt(with_status: bool, passed_gate: bool) -> Update:
     stmt = _FINISH_SEND.get((with_status, passed_gate))
     if stmt is None:
         values: dict[str, object] = {"smtp_code": bindparam("v_code"),
@@ -84,19 +84,19 @@ def _finish(conn: Connection, job: Job, now: datetime, *, send_status: SendStatu
         send_params["v_status"] = send_status.value
     send_stmt = _finish_send_stmt(send_status is not None, passed_gate)
     if passed_gate:
-        if conn.execute(send_stmt, send_params).rowcount != 1:  # type: ignore[call-overload]
+        if conn.execute(send_stmt, send_params).rowcount != 1:
             return False  # already finished (as unknown) by the lease sweep
         conn.execute(_CLEAR_CLAIM, {"eid": job.enrollment_id, "tok": job.token, "now": now})
     names = tuple(sorted(enrollment))
     params: dict[str, object] = {"eid": job.enrollment_id, "tok": job.token, "now": now,
                                  "sid": job.send_id}
     params.update({f"v_{name}": enrollment[name] for name in names})
-    won = conn.execute(_finish_enrollment_stmt(passed_gate, names), params).rowcount  # type: ignore[call-overload]
+    won = conn.execute(_finish_enrollment_stmt(passed_gate, names), params).rowcount
     if passed_gate:
         return True
     if won != 1:
         return False
-    conn.execute(send_stmt, send_params)  # type: ignore[call-overload]
+    conn.execute(send_stmt, send_params)
     return True
 
 
