@@ -13,15 +13,32 @@ from sequencer.store.schema import enrollments, sends, suppressions
 ACTIVE = EnrollmentState.ACTIVE.value
 
 
+def halt_enrollment(conn: Connection, enrollment_id: int, state: EnrollmentState,
+                    now: datetime) -> bool:
+    """An active or paused enrollment goes to ``state``; its unsent step is forgotten.
+
+    The enrollment row first, then its sends: the same lock order as the send path. The
+    update is conditional, so an enrollment that left active/paused meanwhile is untouched.
+    """
+    done = bool(conn.execute(
+        update(enrollments)
+        .where(enrollments.c.id == enrollment_id,
+               enrollments.c.state.in_([ACTIVE, EnrollmentState.PAUSED.value]))
+        .values(state=state.value, next_due=None, updated_at=now)
+    ).rowcount)
+    if done:
+        drop_unsent(conn, enrollment_id)
+    return done
+
+
 def halt_address(conn: Connection, email: str, state: EnrollmentState, now: datetime) -> None:
-    """Every active or paused enrollment of ``email`` goes to ``state`` (a suppression)."""
+    """Every active or paused enrollment of ``email`` goes to ``state`` (a suppression: a
+    paused enrollment would otherwise send again once resumed)."""
     ids = conn.scalars(select(enrollments.c.id).where(
         enrollments.c.email == email,
         enrollments.c.state.in_([ACTIVE, EnrollmentState.PAUSED.value]))).all()
     for enrollment_id in ids:
-        conn.execute(update(enrollments).where(enrollments.c.id == enrollment_id)
-                     .values(state=state.value, next_due=None, updated_at=now))
-        drop_unsent(conn, enrollment_id)
+        halt_enrollment(conn, enrollment_id, state, now)
 
 
 def suppressed(store: Store, email: str) -> bool:

@@ -14,7 +14,7 @@ from sequencer.eventlog import EventRecord
 from sequencer.mail.watching import Cursor
 from sequencer.store import events as stored_events
 from sequencer.store.db import AnyRow, Store
-from sequencer.store.halting import add_suppression, drop_unsent
+from sequencer.store.halting import add_suppression, halt_address, halt_enrollment
 from sequencer.store.schema import enrollments, inbound, mailboxes, sends
 
 ACTIVE = EnrollmentState.ACTIVE.value
@@ -113,36 +113,18 @@ def _target(row: AnyRow, how: str) -> Target:
 
 def halt(store: Store, target: Target, state: EnrollmentState, now: datetime,
          record: EventRecord, seen: Seen, *, suppress: str | None = None) -> bool:
-    """Move the enrollment (and, when suppressing, every active enrollment of that address)
-    to ``state``. The send path re-checks the state inside its claim, so nothing is sent
-    after this commits. False when the message was handled before."""
+    """Move the enrollment (and, when suppressing, every active or paused enrollment of that
+    address) to ``state``. The send path re-checks the state inside its claim, so nothing is
+    sent after this commits. False when the message was handled before."""
     with store.write() as conn:
         if not _first_seen(conn, seen, now):
             return False
-        _halt_one(conn, target.enrollment_id, state, now)
+        halt_enrollment(conn, target.enrollment_id, state, now)
         if suppress:
             add_suppression(conn, target.email, suppress, now)
-            others = conn.scalars(select(enrollments.c.id).where(
-                enrollments.c.email == target.email, enrollments.c.state == ACTIVE,
-                enrollments.c.id != target.enrollment_id)).all()
-            for other in others:
-                _halt_one(conn, other, state, now)
+            halt_address(conn, target.email, state, now)
         stored_events.add(conn, record)
     return True
-
-
-def _halt_one(conn: Connection, enrollment_id: int, state: EnrollmentState,
-              now: datetime) -> bool:
-    # The enrollment row first, then its sends: the same lock order as the send path.
-    done = bool(conn.execute(
-        update(enrollments)
-        .where(enrollments.c.id == enrollment_id,
-               enrollments.c.state.in_([ACTIVE, EnrollmentState.PAUSED.value]))
-        .values(state=state.value, next_due=None, updated_at=now)
-    ).rowcount)
-    if done:
-        drop_unsent(conn, enrollment_id)
-    return done
 
 
 def delay(store: Store, target: Target, not_before: datetime, next_due: datetime | None,

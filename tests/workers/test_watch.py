@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sequencer.mail.watching import Inbound
 from sequencer.store.schema import enrollments, events
 from sequencer.usecases import receiving
-from sequencer.usecases.importing import run_enroll
+from sequencer.usecases.importing import control, run_enroll
 from tests.harness import Engine
 from tests.invariants import check_invariants
 from tests.mail.imap.test_watcher import deliver_to_maildir
@@ -173,6 +173,29 @@ def test_an_unsubscribe_reply_halts_and_suppresses_across_sequences(tmp_path: Pa
     finally:
         engine.close()
 
+
+
+def test_an_unsubscribe_reply_also_halts_the_addresses_paused_enrollments(
+        tmp_path: Path, smtp_server) -> None:
+    wd = make_workdir(tmp_path, smtp_server.port)
+    wd.write("sequences/other.yaml", "name: other\nmailbox: sales\nsteps:\n"
+             "  - {name: a, template: reminder, wait: 1d}\n")
+    engine = Engine(wd)
+    try:
+        run_enroll(engine.app, "three", prospects_csv(wd, ["ann@example.com"]), progress=False)
+        run_enroll(engine.app, "other", prospects_csv(wd, ["ann@example.com"], "o.csv"),
+                   progress=False)
+        control(engine.app, "pause", "ann@example.com", "other")
+        engine.step()
+        raw = reply_to(smtp_server.deliveries[0], body="Please remove me from your list.")
+        assert receiving.handle(engine.app, "sales", Inbound(uid=1, raw=raw)) is not None
+        with engine.app.store.read() as conn:
+            states = dict(conn.execute(select(enrollments.c.sequence, enrollments.c.state)).all())
+        assert states == {"three": "unsubscribed", "other": "unsubscribed"}
+        _, refusals = control(engine.app, "resume", "ann@example.com", "other")
+        assert refusals, "a halted enrollment was resumed"
+    finally:
+        engine.close()
 
 def _hostile_messages() -> list[bytes]:
     parts = "".join(f"--b\r\nContent-Type: text/plain\r\n\r\npart {i}\r\n" for i in range(5000))
