@@ -29,6 +29,7 @@ from sqlalchemy.exc import ArgumentError
 
 from sequencer.core.durations import Duration
 from sequencer.core.presets import PRESETS, merged
+from sequencer.core.text import has_control
 from sequencer.core.unsubscribe import MIN_KEY_LENGTH, PLACEHOLDER
 from sequencer.core.yamlfile import Loc, StrictModel, Text, YamlDocument, read_yaml, validate
 from sequencer.errors import ConfigError
@@ -641,7 +642,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _URI = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+")  # RFC 3986 characters
 _LONGEST_TOKEN = 700
 
@@ -684,7 +684,7 @@ def unsubscribe_url_problem(url: str) -> str | None:
 
 def parse_sender(text: str) -> tuple[str, str, str]:
     """``"Dana <Dana@X.com>"`` -> (text, ``dana@x.com``, ``x.com``); ValueError when bad."""
-    if _CONTROL.search(text):
+    if has_control(text):
         raise ValueError("control characters are not allowed")
     pairs = getaddresses([text])
     if len(pairs) != 1 or not pairs[0][1]:

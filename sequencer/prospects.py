@@ -31,12 +31,12 @@ else:
     _SHORTCUT = email_validator.__version__.split(".")[0] == "2"
 
 from sequencer.core.schedule import DATE_RANGE
+from sequencer.core.text import has_control
 from sequencer.errors import EnrollError
 from sequencer.templating.templates import BUILTIN_VARIABLES
 
 KNOWN_COLUMNS = ("email", "first_name", "last_name", "company", "timezone", "follow_up_by")
 
-_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 _SEPARATORS = re.compile(r"[,;\s]+")
 _ASCII_DOMAIN = re.compile(r"[A-Za-z0-9.-]+\Z")
 _EMAIL_MAX_LENGTH = 254
@@ -258,8 +258,8 @@ class _Rows:
         if len(row) != self.width:
             return f"expected {self.width} columns, found {len(row)}"
         joined = "".join(row)
-        if _CONTROL.search(joined):
-            name = next(n for n, v in zip(self.columns, row, strict=True) if _CONTROL.search(v))
+        if has_control(joined):
+            name = next(n for n, v in zip(self.columns, row, strict=True) if has_control(v))
             return f"control character in column `{name}`"
         if "=?" in joined:
             for name, value in zip(self.columns, row, strict=True):
@@ -375,7 +375,7 @@ def _hides_control(value: str) -> bool:
         ]
     except (ValueError, LookupError):
         return False  # not a usable encoded word: compose writes it encoded, as literal text
-    return any(_CONTROL.search(text) for text in texts)
+    return any(has_control(text) for text in texts)
 
 
 def _key(email: str) -> int:

@@ -28,16 +28,15 @@ from email.policy import compat32
 from email.utils import format_datetime, getaddresses
 
 from sequencer.core.addresses import AddressError, ascii_domain
+from sequencer.core.text import CONTROL, bare_subject
 from sequencer.errors import HeaderInjectionError, InvalidArgument
 
-_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")
 _ADDR_SPEC = re.compile(r"[^\s@<>()\[\],;:\\\"]+@[^\s@<>()\[\],;:\\\"]+")
 _DOMAIN = re.compile(r"(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+")
 _MSG_ID = re.compile(r"<[!-;=?-~]+@[!-;=?-~]+>")
 _NAME_ADDR = re.compile(r"([^<>]*)<([^<>]*)>")
 _ATOM_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
-_RE_PREFIX = re.compile(r"^(?:\s*(?:re|aw|sv)\s*:\s*)+", re.IGNORECASE)
 _SEVEN_BIT_TEXT = re.compile(r"[\t\n\x20-\x7e]*")
 _ENCODED_WORD_BYTES = 45  # 45 bytes -> 60 base64 chars -> a 72-char encoded word
 _FOLD_AT = 78
@@ -89,7 +88,7 @@ def new_message_id(domain: str) -> str:
 
 def check_header_value(name: str, value: str) -> None:
     """Refuse a value carrying any control character (CR, LF, NUL, TAB, DEL, U+0085, U+2028/9)."""
-    match = _CONTROL.search(value)
+    match = CONTROL.search(value)
     if match is not None:
         raise HeaderInjectionError(
             f"{name}: control character {match.group()!r} at position {match.start()}"
@@ -210,7 +209,7 @@ def _unfold(value: str) -> str:
 def _subject(subject: str, thread_subject: str | None) -> str:
     if thread_subject is None:
         return subject
-    return "Re: " + _RE_PREFIX.sub("", thread_subject).strip()
+    return "Re: " + bare_subject(thread_subject).strip()
 
 
 def _headers(

@@ -44,6 +44,7 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
+from sequencer.core.text import has_control
 from sequencer.errors import (
     AuthenticationError,
     DeliveryAborted,
@@ -66,7 +67,6 @@ _START_MAIL_INPUT = 354
 _COMPLETED = 250
 _LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -345,7 +345,7 @@ def _reply_error(code: int, message: str, rcpt: str) -> DeliveryError:
 
 
 def _check_address(address: str, rcpt: str) -> None:
-    if _CONTROL_CHARS.search(address):
+    if has_control(address):
         raise PermanentDeliveryError(
             f"envelope address {address!r} contains a control character",
             0,

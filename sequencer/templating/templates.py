@@ -24,11 +24,11 @@ from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.meta import find_undeclared_variables
 
 from sequencer.core.compose import Rendered
+from sequencer.core.text import has_control
 from sequencer.errors import TemplateError
 from sequencer.templating import sandbox
 
 BUILTIN_VARIABLES = frozenset({"sender", "sequence", "step", "unsubscribe_url", "email"})
-_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 _HEADER = re.compile(r"([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]*(.*)")
 _OPTIONAL_FILTERS = frozenset({"default", "d"})
 _OPTIONAL_TESTS = frozenset({"defined", "undefined"})
@@ -107,11 +107,11 @@ class Template:
 
     def _check_subject(self, subject: str, values: Mapping[str, object]) -> None:
         line = self._subject.line
-        if _CONTROL.search(subject):
+        if has_control(subject):
             culprits = sorted(
                 name
                 for name in self._subject.variables
-                if isinstance(values.get(name), str) and _CONTROL.search(str(values[name]))
+                if isinstance(values.get(name), str) and has_control(str(values[name]))
             )
             source = f" (from {', '.join(f'`{c}`' for c in culprits)})" if culprits else ""
             raise TemplateError(

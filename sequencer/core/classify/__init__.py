@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Literal
 
 from sequencer.core.classify import bounce as bn
+from sequencer.core.text import bare_subject
 
 log = logging.getLogger(__name__)
 
@@ -359,10 +360,6 @@ def _auto_reply(mail: _Mail, now: datetime | None) -> Verdict | None:
     return Verdict(Kind.AUTO_REPLY, why, return_date=return_date(text, now))
 
 
-def _strip_prefixes(subject: str) -> str:
-    return re.sub(r"^(?:\s*(?:re|aw|sv|fwd?|wg|tr)\s*:\s*)+", "", subject, flags=re.IGNORECASE)
-
-
 # --- the human's own words -------------------------------------------------------------
 
 
@@ -451,7 +448,7 @@ _STOP_RE = re.compile(r"^\W*(?:stop|unsubscribe|remove|remove me)\W*$", re.IGNOR
 
 
 def _unsubscribe(mail: _Mail) -> Verdict | None:
-    subject = _strip_prefixes(mail.subject)
+    subject = bare_subject(mail.subject)
     if _STOP_RE.match(subject):
         return Verdict(Kind.UNSUBSCRIBE, f"unsubscribe request in the subject {subject!r}")
     text = new_text(_body(mail))
