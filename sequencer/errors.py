@@ -13,6 +13,8 @@ from pathlib import Path
 # callers keep the reply code in front of it ("550 5.1.1 …").
 _ENHANCED_STATUS = re.compile(r"^\s*(?:\d{3}[ -])?([245])\.(\d{1,3})\.(\d{1,3})\b")
 _SENDER_ADDRESS_DETAILS = frozenset({"7", "8"})
+_OUR_SUBJECTS = frozenset({"3", "5", "6", "7"})
+_OUR_BARE_CODES = frozenset({530, 534, 538})
 
 
 class SequencerError(Exception):
@@ -99,6 +101,18 @@ class PermanentDeliveryError(DeliveryError):
             return False
         klass, subject, detail = status.groups()
         return klass == "5" and subject == "1" and detail not in _SENDER_ADDRESS_DETAILS
+
+    @property
+    def ours(self) -> bool:
+        """True when the refusal is about us, not the prospect (RFC 3463): our sender address
+        (5.1.7, 5.1.8), the mail system (5.3), the protocol (5.5), the content (5.6), policy
+        and security (5.7: relaying denied, authentication required, our IP or domain
+        blocked); without an enhanced status code, 530/534/538 (authentication)."""
+        status = _ENHANCED_STATUS.match(self.message)
+        if status is None:
+            return self.code in _OUR_BARE_CODES
+        _, subject, detail = status.groups()
+        return subject in _OUR_SUBJECTS or (subject == "1" and detail in _SENDER_ADDRESS_DETAILS)
 
 
 class AuthenticationError(PermanentDeliveryError):

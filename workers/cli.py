@@ -120,6 +120,8 @@ def _serve(config: Path | None, log_format: str, log_file: Path | None, verbose:
     _check_log_format(log_format)
     eventlog.configure(log_format, log_file, verbose=verbose)
     application = _load(config)
+    if parts.get("senders", True) or parts.get("scheduler", True):
+        _refuse_broken_sequences(application)
     try:
         code = run_loop(application, stop, **parts)  # type: ignore[arg-type]
     except SequencerError as err:
@@ -127,6 +129,20 @@ def _serve(config: Path | None, log_format: str, log_file: Path | None, verbose:
     finally:
         application.close()
     raise typer.Exit(code)
+
+
+def _refuse_broken_sequences(application) -> None:  # type: ignore[no-untyped-def]
+    """What sends checks every sequence first (mailbox, templates) as `validate` does:
+    a mistake there is refused at start, not found prospect by prospect at send time."""
+    from sequencer.usecases.checking import check_sequence
+
+    problems = [problem for seq in application.sequences.values()
+                for problem in check_sequence(seq, application.settings, application.templates)]
+    if problems:
+        application.close()
+        for problem in problems[:-1]:
+            typer.echo(f"error: {problem}", err=True)
+        raise _fail(problems[-1])
 
 
 @app.command()

@@ -182,7 +182,7 @@ def claim_due(
                 continue
             if name is None or (mailboxes_known is not None
                                 and row.mailbox not in mailboxes_known):
-                records.append(_fail_missing_step(conn, row, now, name is None))
+                records.append(_pause_for_settings(conn, row, now, name is None))
                 continue
             if existing is None:
                 conn.execute(_NEW_SEND, {
@@ -263,15 +263,23 @@ def _mark_unknown(conn: Connection, row: AnyRow, existing: AnyRow, step: str | N
                        enrollment_id=row.id)
 
 
-def _fail_missing_step(conn: Connection, row: AnyRow, now: datetime,
-                       missing_step: bool = True) -> EventRecord:
-    detail = ("the sequence or its step no longer exists" if missing_step else
-              f"mailbox {row.mailbox!r} is not in the settings")
+def _pause_for_settings(conn: Connection, row: AnyRow, now: datetime,
+                        missing_step: bool = True) -> EventRecord:
+    """The step cannot go out because of the settings, not the prospect (its sequence or
+    step is gone, its mailbox is not configured): paused with a flag, never failed."""
+    if missing_step:
+        reason = (f"sequence {row.sequence!r} has no step {row.step_index + 1} "
+                  "under sequences/ (renamed, removed or shortened?)")
+    else:
+        reason = f"mailbox {row.mailbox!r} is not in the settings"
+    flag = f"settings: {reason}"
     conn.execute(update(enrollments).where(enrollments.c.id == row.id).values(
-        state=EnrollmentState.FAILED.value, claim_token=None, lease_until=None,
-        flag=detail, updated_at=now))
-    return EventRecord(Event.FAILED, now, email=row.email, mailbox=row.mailbox,
-                       sequence=row.sequence, detail=detail, enrollment_id=row.id)
+        state=EnrollmentState.PAUSED.value, claim_token=None, lease_until=None, next_due=None,
+        flag=flag, updated_at=now))
+    drop_unsent(conn, row.id)
+    return EventRecord(Event.PAUSED, now, email=row.email, mailbox=row.mailbox,
+                       sequence=row.sequence, enrollment_id=row.id,
+                       detail=f"{reason}: fix it, then `sequencer resume`")
 
 
 def load_job(store: Store, claim: Claim) -> Job | None:

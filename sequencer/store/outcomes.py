@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, Update, bindparam, exists, insert, select, update
+from sqlalchemy import Connection, Update, bindparam, delete, exists, insert, select, update
 
 from sequencer.core.machine import EnrollmentState, SendStatus
 from sequencer.eventlog import EventRecord
@@ -151,6 +151,52 @@ def record_final(store: Store, job: Job, now: datetime, *, send_status: SendStat
                 halt_address(conn, job.email, state, now)
             stored_events.add(conn, *records)
     return ok
+
+
+_PAUSE_BEFORE_GATE = (
+    update(enrollments)
+    .where(enrollments.c.id == bindparam("eid"), enrollments.c.claim_token == bindparam("tok"),
+           enrollments.c.state == ACTIVE,
+           ~exists().where(sends.c.id == bindparam("sid"), sends.c.data_at.is_not(None)))
+    .values(state=EnrollmentState.PAUSED.value, flag=bindparam("flag"), next_due=None,
+            claim_token=None, lease_until=None, updated_at=bindparam("now"))
+)
+_PAUSE_AFTER_GATE = (
+    update(enrollments)
+    .where(enrollments.c.id == bindparam("eid"), enrollments.c.state == ACTIVE)
+    .values(state=EnrollmentState.PAUSED.value, flag=bindparam("flag"), next_due=None,
+            claim_token=None, lease_until=None, updated_at=bindparam("now"))
+)
+
+
+def record_paused(store: Store, job: Job, now: datetime, *, flag: str,
+                  records: list[EventRecord], passed_gate: bool = False) -> bool:
+    """Our settings, not the prospect, kept the step from going out (a template or setting
+    error, an unknown mailbox, the server refusing *us*): the enrollment is ``paused`` with
+    ``flag``, never failed, and ``sequencer resume`` sends the step once it is fixed.
+
+    Nothing was delivered, so the step's send row goes (the next claim makes a fresh one).
+    Past the gate that is known only from a definite refusal of DATA; the row must still be
+    this sender's (not finished as ``unknown`` by the sweep).
+    """
+    params = {"eid": job.enrollment_id, "tok": job.token, "sid": job.send_id, "now": now,
+              "flag": flag}
+    with store.write() as conn:
+        if passed_gate:
+            gone = conn.execute(delete(sends).where(
+                sends.c.id == job.send_id, sends.c.status == SendStatus.CLAIMED.value,
+                sends.c.data_at.is_not(None))).rowcount
+            if gone != 1:
+                return False
+            paused = conn.execute(_PAUSE_AFTER_GATE, params).rowcount == 1
+            conn.execute(_CLEAR_CLAIM, params)
+        else:
+            paused = conn.execute(_PAUSE_BEFORE_GATE, params).rowcount == 1
+            if paused:
+                drop_unsent(conn, job.enrollment_id)
+        if paused:
+            stored_events.add(conn, *records)
+    return paused
 
 
 def pause_mailbox(store: Store, mailbox: str, reason: str, record: EventRecord) -> bool:

@@ -107,10 +107,16 @@ async def deliver(app: Workspace, claim: Claim, senders: Senders) -> None:
         return
     seq = app.sequences.get(job.sequence)
     if seq is None or job.step_index >= len(seq.steps):
-        _finish_failed(app, job, None, "the sequence or its step no longer exists")
+        _pause_for_settings(app, job, None, f"sequence {job.sequence!r} has no step "
+                            f"{job.step_index + 1} under sequences/ (renamed, removed or "
+                            "shortened?)")
         return
     step = seq.steps[job.step_index]
-    mailbox = app.mailbox(job.mailbox)
+    mailbox = app.settings.mailboxes.get(job.mailbox)
+    if mailbox is None:
+        _pause_for_settings(app, job, step.name,
+                            f"mailbox {job.mailbox!r} is not in the settings")
+        return
     if job.mailbox in senders.paused:  # its credentials or TLS just failed here
         claims.release(app.store, job, app.clock())
         return
@@ -131,8 +137,16 @@ async def deliver(app: Workspace, claim: Claim, senders: Senders) -> None:
             thread_subject=job.thread_subject if thread else None,
             list_unsubscribe=list_unsubscribe(app, seq, mailbox.sender_address, unsubscribe),
         )
-    except (TemplateError, HeaderInjectionError, AddressError) as err:
+    except AddressError as err:  # the prospect's address itself
         _finish_failed(app, job, None, f"cannot compose: {err}", base)
+        return
+    except (TemplateError, HeaderInjectionError) as err:  # the template or the settings
+        _pause_for_settings(app, job, step.name, f"cannot compose step {step.name}: {err}")
+        return
+    except Exception as err:  # noqa: BLE001 - nothing went out: pausing is always safe
+        logger.exception("composing %s/%s for %s failed", job.sequence, step.name, job.email)
+        _pause_for_settings(app, job, step.name, f"cannot compose step {step.name}: "
+                            f"{type(err).__name__}: {err}")
         return
     _crash(app, "after_claim")
     subject = rendered.subject if not thread else (job.thread_subject or rendered.subject)
@@ -169,6 +183,10 @@ async def deliver(app: Workspace, claim: Claim, senders: Senders) -> None:
         _pause_mailbox(app, job, str(err), base, senders.paused)
         return
     except PermanentDeliveryError as err:
+        if err.ours and not err.recipient_rejected:
+            _pause_for_settings(app, job, step.name, f"mailbox {job.mailbox}: the server "
+                                f"refused our message ({err})", passed=gate is claims.Gate.GO)
+            return
         _finish_permanent(app, job, err, base, passed=gate is claims.Gate.GO)
         return
     except TransientDeliveryError as err:
@@ -264,6 +282,17 @@ def _finish_failed(app: Workspace, job: Job, code: int | None, detail: str,
     if outcomes.record_final(app.store, job, now, send_status=SendStatus.FAILED,
                          state=EnrollmentState.FAILED, code=code, detail=detail,
                          records=[rec], passed_gate=passed):
+        emit(rec)
+
+
+def _pause_for_settings(app: Workspace, job: Job, step: str | None, reason: str, *,
+                        passed: bool = False) -> None:
+    """Our settings, not the prospect, stopped this step: pause with a flag, never fail."""
+    now = app.clock()
+    rec = _record(job, step, job.mailbox)(Event.PAUSED, now,
+                                          f"{reason}; fix it, then `sequencer resume`")
+    if outcomes.record_paused(app.store, job, now, flag=f"settings: {reason}", records=[rec],
+                              passed_gate=passed):
         emit(rec)
 
 

@@ -7,7 +7,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.workdir import THREE_STEPS, Workdir, make_workdir, prospects_csv
+from tests.workdir import (
+    THREE_STEPS,
+    Workdir,
+    make_workdir,
+    prospects_csv,
+    terminate,
+    wait_until,
+)
 
 
 def no_traceback(result) -> None:  # type: ignore[no-untyped-def]
@@ -184,3 +191,48 @@ def test_an_unreachable_database_is_an_error_for_every_command_not_a_traceback(
                     ["run"]):
         failed_with(wd.cli(*command), r"error: cannot prepare the database sqlite:///.*"
                     r"no/such/folder/seq\.db: unable to open database file")
+
+
+def test_x9_a_template_error_is_refused_when_the_worker_starts(tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path, 2525)
+    wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com"])), check=True)
+    wd.write("templates/new_info.txt.j2", "Subject: New\n\n{{ company | nosuchfilter }}\n")
+    redis = {"SEQUENCER_BROKER_URL": "redis://127.0.0.1:9/0"}  # refused before connecting
+    for command in (["run"], ["worker"], ["scheduler"]):
+        failed_with(wd.cli(*command, extra_env=redis), r"error: .*templates/new_info\.txt\.j2:3:"
+                    r" .*nosuchfilter.* \(step new-information of .*sequences/three\.yaml:12\)")
+    assert [(s["state"], s["flag"]) for s in wd.status()] == [("active", None)]
+
+
+def test_x9_a_send_time_template_error_pauses_with_a_flag_and_resume_sends_after_the_fix(
+        tmp_path: Path, smtp_server) -> None:
+    wd = make_workdir(tmp_path, smtp_server.port, wait2="1s", wait3="1s")
+    wd.write("templates/reminder.txt.j2", "Subject: Reminder for {{ first_name }}\n\n"
+             "{% if first_name == 'Bo' %}{{ 1 // 0 }}{% endif %}Just a reminder.\n")
+    wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com", "bo@example.com"])),
+           check=True)
+    proc = wd.start("run")
+    try:
+        wait_until(lambda: {s["state"] for s in wd.status()} == {"completed", "paused"}, 30,
+                   "ann completed, bo paused")
+    finally:
+        assert terminate(proc) == 0
+    bo = next(s for s in wd.status() if s["email"] == "bo@example.com")
+    assert bo["flag"].startswith("settings: cannot compose step reminder: ")
+    table = wd.cli("status", check=True).stdout
+    assert re.search(r"bo@example\.com +three +paused +1 +thank-you +- +settings: cannot "
+                     r"compose step reminder", table), table
+    assert re.search(r"paused +sales three/reminder bo@example\.com .*ZeroDivisionError.*fix "
+                     r"it, then `sequencer resume`", wd.log()), wd.log()
+    wd.write("templates/reminder.txt.j2", "Subject: Reminder for {{ first_name }}\n\nHi.\n")
+    result = wd.cli("resume", "bo@example.com", check=True)
+    assert "resumed: bo@example.com in three" in result.stdout
+    proc = wd.start("run")
+    try:
+        wait_until(lambda: {s["state"] for s in wd.status()} == {"completed"}, 30, "completed")
+    finally:
+        assert terminate(proc) == 0
+    to_bo = [str(d.message["Subject"]) for d in smtp_server.deliveries
+             if d.rcpt_tos == ["bo@example.com"]]
+    assert to_bo == ["Thanks, Bo", "Re: Thanks, Bo", "New for Co1"]
+    assert len(smtp_server.deliveries) == 6

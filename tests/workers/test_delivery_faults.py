@@ -310,8 +310,8 @@ def test_a_hard_bounce_halts_the_addresses_other_sequences_and_mail_stops(
         eng.close()
 
 
-def test_an_enrollment_whose_mailbox_left_the_settings_fails_alone(tmp_path: Path,
-                                                                   smtp_server) -> None:
+def test_an_enrollment_whose_mailbox_left_the_settings_pauses_alone(tmp_path: Path,
+                                                                    smtp_server) -> None:
     wd = make_workdir(tmp_path, smtp_server.port)
     eng = Engine(wd)
     eng.wd = wd  # type: ignore[attr-defined]
@@ -324,10 +324,11 @@ def test_an_enrollment_whose_mailbox_left_the_settings_fails_alone(tmp_path: Pat
     try:
         eng.step()
         states = {r.email: r.state for r in rows(eng, enrollments)}
-        assert states == {"ann@example.com": "failed", "bo@example.com": "active"}
+        assert states == {"ann@example.com": "paused", "bo@example.com": "active"}
         assert [d.rcpt_tos for d in smtp_server.deliveries] == [["bo@example.com"]]
-        (failed,) = [e for e in rows(eng, events) if e.event == "failed"]
-        assert "renamed" in failed.detail
+        (paused,) = [e for e in rows(eng, events) if e.event == "paused"]
+        assert "mailbox 'renamed' is not in the settings" in paused.detail
+        assert not [e for e in rows(eng, events) if e.event == "failed"]
     finally:
         eng.close()
 
