@@ -21,6 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import Field
@@ -143,6 +144,14 @@ class MailboxConfig:
     inbox: Path | None
     daily_limit: int = 200
     oauth: OAuthMailbox | None = None  # None: auth: password
+    #: Sends in any 60 minutes (None: no hourly limit).
+    hourly_limit: int | None = None
+    #: The least time between two sends from this mailbox, and the most random time added
+    #: on top of it each time (``store.limits``).
+    min_spacing_s: float = 0.0
+    spacing_jitter_s: float = 0.0
+    #: The mailbox's own day for ``daily_limit`` (an IANA name).
+    timezone: str = "UTC"
     provider: str | None = None
     #: Does the server file submitted mail in Sent by itself? None: not known.
     saves_sent: bool | None = None
@@ -236,6 +245,10 @@ class _MailboxModel(StrictModel):
     imap: _ImapModel | None = None
     inbox: Text | None = None
     daily_limit: int = Field(default=200, ge=1)
+    hourly_limit: int | None = Field(default=None, ge=1)
+    min_spacing: Duration | None = None
+    spacing_jitter: Duration | None = None
+    timezone: Text = "UTC"
 
 
 class _RetryModel(StrictModel):
@@ -465,6 +478,7 @@ class _Builder:
         if raw.imap is not None and raw.inbox is not None:
             raise self.fail("use either imap or inbox, not both", (*at, "inbox"))
         oauth = self._oauth(raw, address, at)
+        spacing, jitter = self._spacing(raw, at)
         return MailboxConfig(
             name=name,
             sender=sender,
@@ -475,9 +489,28 @@ class _Builder:
             inbox=None if raw.inbox is None else self._inbox(raw.inbox, (*at, "inbox")),
             daily_limit=raw.daily_limit,
             oauth=oauth,
+            hourly_limit=raw.hourly_limit,
+            min_spacing_s=spacing,
+            spacing_jitter_s=jitter,
+            timezone=raw.timezone,
             provider=raw.provider,
             saves_sent=raw.saves_sent,
         )
+
+    def _spacing(self, raw: _MailboxModel, at: Loc) -> tuple[float, float]:
+        """``min_spacing`` and ``spacing_jitter`` (by default a quarter of it) in seconds;
+        checks the ``timezone`` whose day ``daily_limit`` counts."""
+        spacing = raw.min_spacing or timedelta(0)
+        if raw.spacing_jitter is not None and raw.min_spacing is None:
+            raise self.fail("spacing_jitter: only used with min_spacing",
+                            (*at, "spacing_jitter"))
+        jitter = spacing / 4 if raw.spacing_jitter is None else raw.spacing_jitter
+        try:
+            ZoneInfo(raw.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise self.fail(f"timezone: unknown time zone {raw.timezone!r} (use an IANA name "
+                            "such as Europe/Berlin)", (*at, "timezone")) from None
+        return spacing.total_seconds(), jitter.total_seconds()
 
     def _oauth(self, raw: _MailboxModel, address: str, at: Loc) -> OAuthMailbox | None:
         if raw.auth == "password":

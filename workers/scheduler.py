@@ -15,7 +15,7 @@ from datetime import timedelta
 from sequencer.core.compose import new_message_id
 from sequencer.eventlog import emit
 from sequencer.store.claims import Claim, claim_due
-from sequencer.usecases import planning
+from sequencer.usecases import planning, sending
 from sequencer.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,6 @@ class Scheduler:
             return 0
         room = self.batch - backlog
         settings = self.app.settings
-        limits = {name: mb.daily_limit for name, mb in settings.mailboxes.items()}
         now = self.app.clock()
         claims, records = claim_due(
             self.app.store, now, limit=room,
@@ -48,7 +47,7 @@ class Scheduler:
             step_name=self.app.step_name,
             new_message_id=lambda mailbox: new_message_id(
                 self.app.mailbox(mailbox).sender_domain),
-            daily_limits=limits,
+            limits=sending.mailbox_limits(self.app),
             mailboxes_known=settings.mailboxes.keys(),
             hold=planning.claim_hold(self.app, now),
             lookback=planning.lookback(self.app),

@@ -5,7 +5,8 @@ always wins, key by key (``smtp: {port: 2525}`` keeps the preset's host and TLS 
 Sources for every figure are in docs/providers.md.
 
 ``sent_folder`` and ``saves_sent`` (does the server file submitted mail in Sent by
-itself?) are carried for the Sent-copy work of issue 9, item 3.
+itself?) decide where and whether a sent message is copied (``save_sent: auto``). A
+published per-minute limit becomes ``min_spacing`` (30 a minute: 2s between two sends).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def _microsoft_oauth(tenant: str) -> dict[str, Any]:
 
 
 def _mail(smtp: tuple[str, int, str], imap: tuple[str, int], sent: str, saves: bool,
-          daily: int, oauth2: dict[str, Any] | None = None) -> dict[str, Any]:
+          daily: int, oauth2: dict[str, Any] | None = None, per_minute: int | None = None
+          ) -> dict[str, Any]:
     preset: dict[str, Any] = {
         "smtp": {"host": smtp[0], "port": smtp[1], "tls": smtp[2]},
         "imap": {"host": imap[0], "port": imap[1], "tls": "ssl", "folder": "INBOX"},
@@ -47,6 +49,8 @@ def _mail(smtp: tuple[str, int, str], imap: tuple[str, int], sent: str, saves: b
     }
     if oauth2 is not None:
         preset["oauth2"] = oauth2
+    if per_minute is not None:
+        preset["min_spacing"] = f"{60 / per_minute:g}s"
     return preset
 
 
@@ -57,10 +61,10 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
                               "[Gmail]/Sent Mail", True, 2000, _GOOGLE_OAUTH),
     "microsoft365": _mail(("smtp.office365.com", 587, "starttls"),
                           ("outlook.office365.com", 993), "Sent Items", True, 10000,
-                          _microsoft_oauth("organizations")),
+                          _microsoft_oauth("organizations"), per_minute=30),
     "outlook": _mail(("smtp-mail.outlook.com", 587, "starttls"),
                      ("outlook.office365.com", 993), "Sent", True, 300,
-                     _microsoft_oauth("consumers")),
+                     _microsoft_oauth("consumers"), per_minute=30),
     "fastmail": _mail(("smtp.fastmail.com", 465, "ssl"), ("imap.fastmail.com", 993),
                       "Sent", False, 200),
     "icloud": _mail(("smtp.mail.me.com", 587, "starttls"), ("imap.mail.me.com", 993),
@@ -70,11 +74,6 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
     "yahoo": _mail(("smtp.mail.yahoo.com", 465, "ssl"), ("imap.mail.yahoo.com", 993),
                    "Sent", False, 500),
 }
-
-#: Published limits a preset knows beyond ``daily_limit`` (applied once per-mailbox rate
-#: limits exist, issue 9 item 5): messages per minute.
-PER_MINUTE: Mapping[str, int] = {"microsoft365": 30, "outlook": 30}
-
 
 def merged(preset: Mapping[str, Any], explicit: Mapping[str, Any]) -> dict[str, Any]:
     """``explicit`` over ``preset``, recursively for mappings; explicit keys win."""

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, insert, or_, select, update
 
 from sequencer.core.machine import EnrollmentState, Event, SendStatus
 from sequencer.eventlog import EventRecord
 from sequencer.store import events as stored_events
+from sequencer.store import limits as mailbox_limits
 from sequencer.store import pacing
 from sequencer.store.db import AnyRow, Store
 from sequencer.store.halting import drop_unsent
@@ -50,8 +51,6 @@ _NEW_SEND = insert(sends).values(
 )
 _RETRY_SEND = (update(sends).where(sends.c.id == bindparam("sid"))
                .values(attempts=sends.c.attempts + 1))
-_SENT_TODAY = select(func.count()).select_from(sends).where(
-    sends.c.mailbox == bindparam("mailbox"), sends.c.created_at >= bindparam("day_start"))
 _JOB = (
     select(enrollments, sends.c.id.label("send_id"), sends.c.message_id,
            sends.c.attempts.label("send_attempts"), sends.c.status.label("send_status"),
@@ -119,7 +118,7 @@ def claim_due(
     lease: timedelta,
     step_name: Callable[[str, int], str | None],
     new_message_id: Callable[[str], str],
-    daily_limits: Mapping[str, int] | None = None,
+    limits: Mapping[str, mailbox_limits.MailboxLimits] | None = None,
     mailboxes_known: Collection[str] | None = None,
     hold: pacing.Hold | None = None,
     lookback: pacing.Lookback | None = None,
@@ -128,18 +127,20 @@ def claim_due(
 
     Returns the claims to dispatch and the events of steps found ``unknown`` or failed on
     the way. ``step_name(sequence, index)`` is None when the sequence or step no longer
-    exists. Paused mailboxes, mailboxes past their daily limit and suppressed addresses are
-    left out in SQL, so they never starve the others. ``hold`` may hold a due step back
+    exists. Paused mailboxes, mailboxes at a limit (``store.limits``: daily, hourly, or a
+    spaced mailbox whose turn is taken) and suppressed addresses are left out in SQL, so
+    they never starve the others. ``hold`` may hold a due step back
     (pacing, its window, a holiday): it is then due again later and a ``deferred`` event
     says why (see ``store.pacing``).
     """
     claims: list[Claim] = []
     records: list[EventRecord] = []
-    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     with store.write() as conn:
         records += _sweep(conn, now, lease)
-        budget = _budgets(conn, set(daily_limits or {}), day_start, daily_limits or {})
-        closed = set(conn.scalars(_PAUSED)) | {m for m, left in budget.items() if left <= 0}
+        paused = set(conn.scalars(_PAUSED))
+        budget = mailbox_limits.open_budgets(conn, now, limits or {}, lock=not store.is_sqlite,
+                                             skip=paused)
+        closed = paused | budget.closed
         candidates = select(
             enrollments.c.id, enrollments.c.mailbox, enrollments.c.sequence,
             enrollments.c.step_index, enrollments.c.email, enrollments.c.timezone,
@@ -158,7 +159,7 @@ def claim_due(
         for row in rows:
             existing = conn.execute(
                 _EXISTING_SEND, {"eid": row.id, "step": row.step_index}).first()
-            if existing is None and budget.get(row.mailbox, 1) <= 0:
+            if not budget.allows(row.mailbox, new=existing is None):
                 continue
             if hold is not None and (existing is None or existing.data_at is None):
                 verdict = pacing.check(
@@ -189,10 +190,9 @@ def claim_due(
                     "eid": row.id, "step": row.step_index, "name": name,
                     "mailbox": row.mailbox, "mid": new_message_id(row.mailbox), "now": now,
                 })
-                if row.mailbox in budget:
-                    budget[row.mailbox] -= 1
             else:
                 conn.execute(_RETRY_SEND, {"sid": existing.id})
+            budget.took(conn, row.mailbox, token, existing is None, now, now + lease)
             claims.append(Claim(row.id, token))
         stored_events.add(conn, *records)
     return claims, records
@@ -236,17 +236,6 @@ def _sweep(conn: Connection, now: datetime, lease: timedelta) -> list[EventRecor
                                    detail=f"address suppressed: {sup.reason}",
                                    enrollment_id=sup.id))
     return records
-
-
-def _budgets(conn: Connection, names: set[str], day_start: datetime,
-             limits: Mapping[str, int]) -> dict[str, int]:
-    budget: dict[str, int] = {}
-    for name in names:
-        if name not in limits:
-            continue
-        used = conn.scalar(_SENT_TODAY, {"mailbox": name, "day_start": day_start}) or 0
-        budget[name] = limits[name] - used
-    return budget
 
 
 def _mark_unknown(conn: Connection, row: AnyRow, existing: AnyRow, step: str | None,
@@ -307,18 +296,23 @@ class Gate(StrEnum):
     GO = "go"  # this sender owns the step: send DATA now
     HALTED = "halted"  # the enrollment halted (or the claim was lost): send nothing
     DUPLICATE = "duplicate"  # another holder of the same claim already passed: send nothing
+    BUSY = "busy"  # another send holds the spaced mailbox's turn: send nothing, give it back
 
 
 def mark_data(store: Store, job: Job, now: datetime, subject: str,
-              hold: timedelta = timedelta(minutes=5)) -> Gate:
+              hold: timedelta = timedelta(minutes=5), *, spaced: bool = False) -> Gate:
     """The point of no return, committed right before DATA. The lease is renewed to ``hold``
-    from now, so the transaction's own timeouts end before anyone could call it unknown."""
+    from now, so the transaction's own timeouts end before anyone could call it unknown.
+    A ``spaced`` mailbox's turn is taken in the same transaction (``store.limits``)."""
     with store.write() as conn:  # the enrollment row is locked first (PostgreSQL)
         won = conn.execute(_GATE_ENROLLMENT, {
             "eid": job.enrollment_id, "tok": job.token, "now": now,
             "lease_until": now + hold}).rowcount
         if won != 1:
             return Gate.HALTED
+        if spaced and not mailbox_limits.take_turn(conn, job.mailbox, job.token, now,
+                                                   now + hold):
+            return Gate.BUSY
         first = conn.execute(_GATE_SEND, {"sid": job.send_id, "now": now,
                                           "subj": subject}).rowcount
     return Gate.GO if first == 1 else Gate.DUPLICATE

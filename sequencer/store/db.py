@@ -87,7 +87,7 @@ class Store:
             self.reader.dispose()
 
 
-HEAD = "0002"
+HEAD = "0003"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 

@@ -134,6 +134,10 @@ mailboxes = Table(
     Column("pause_reason", Text),
     Column("lease_owner", String(64)),
     Column("lease_until", UTCDateTime()),
+    # min_spacing (store.limits): no send from this mailbox before next_send_at, unless
+    # the claim holding the turn (send_holder) sends it
+    Column("next_send_at", UTCDateTime()),
+    Column("send_holder", String(32)),
 )
 
 inbound = Table(

@@ -34,7 +34,7 @@ from sequencer.errors import (
 )
 from sequencer.eventlog import EventRecord, emit
 from sequencer.mail.smtp import SmtpAccount, SmtpSender
-from sequencer.store import claims, outcomes
+from sequencer.store import claims, limits, outcomes
 from sequencer.store.claims import Claim, Job
 from sequencer.workspace import Workspace
 
@@ -99,12 +99,44 @@ def _crash(app: Workspace, point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def mailbox_limits(app: Workspace) -> dict[str, limits.MailboxLimits]:
+    """Each configured mailbox's limits, as the claim and the gate apply them."""
+    return {name: limits.MailboxLimits(
+        daily=box.daily_limit, hourly=box.hourly_limit,
+        spacing=timedelta(seconds=box.min_spacing_s),
+        jitter=timedelta(seconds=box.spacing_jitter_s), timezone=box.timezone)
+        for name, box in app.settings.mailboxes.items()}
+
+
 async def deliver(app: Workspace, claim: Claim, senders: Senders) -> None:
     """Send the claimed step and record the outcome. Never raises for delivery outcomes."""
     job = claims.load_job(app.store, claim)
     if job is None:
         logger.debug("claim %s for enrollment %s is stale", claim.token, claim.enrollment_id)
         return
+    box = app.settings.mailboxes.get(job.mailbox)
+    rule = None if box is None else mailbox_limits(app)[job.mailbox]
+    if rule is None or not rule.spaced:
+        await _deliver(app, job, senders, None)
+        return
+    turn = _Turn(rule)
+    try:
+        await _deliver(app, job, senders, turn)
+    finally:  # the next send from this mailbox: min_spacing after this one was answered
+        now = app.clock()
+        limits.end_turn(app.store, job.mailbox, job.token,
+                        rule.next_turn(now) if turn.passed else now)
+
+
+class _Turn:
+    """A spaced mailbox's turn, as one delivery holds it: did DATA go out?"""
+
+    def __init__(self, rule: limits.MailboxLimits) -> None:
+        self.rule = rule
+        self.passed = False
+
+
+async def _deliver(app: Workspace, job: Job, senders: Senders, turn: _Turn | None) -> None:
     seq = app.sequences.get(job.sequence)
     if seq is None or job.step_index >= len(seq.steps):
         _pause_for_settings(app, job, None, f"sequence {job.sequence!r} has no step "
@@ -157,7 +189,10 @@ async def deliver(app: Workspace, claim: Claim, senders: Senders) -> None:
 
     async def before_data() -> bool:
         nonlocal gate
-        gate = claims.mark_data(app.store, job, app.clock(), subject, hold)
+        gate = claims.mark_data(app.store, job, app.clock(), subject, hold,
+                                spaced=turn is not None)
+        if turn is not None:
+            turn.passed = gate is claims.Gate.GO
         return gate is claims.Gate.GO
 
     try:
@@ -168,6 +203,10 @@ async def deliver(app: Workspace, claim: Claim, senders: Senders) -> None:
             claims.release(app.store, job, app.clock())
             logger.info("not sent: %s halted before DATA (%s/%s)", job.email, job.sequence,
                         step.name)
+        elif gate is claims.Gate.BUSY:  # a stale claim: its mailbox's turn was taken since
+            claims.release(app.store, job, app.clock())
+            logger.info("not sent yet: mailbox %s is sending another (min_spacing); %s/%s "
+                        "is due again", job.mailbox, job.sequence, step.name)
         return
     except OutcomeUnknownError as err:
         if gate is not claims.Gate.GO:

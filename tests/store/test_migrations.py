@@ -53,6 +53,8 @@ def test_a_database_made_before_migrations_is_adopted_not_recreated(tmp_path: Pa
     later = {"oauth_grants"}  # tables added by migrations after 0001
     metadata.create_all(old, tables=[t for t in metadata.sorted_tables if t.name not in later])
     with old.begin() as conn:
+        for column in ("next_send_at", "send_holder"):  # added by 0003
+            conn.execute(text(f"alter table mailboxes drop column {column}"))
         conn.execute(text("insert into suppressions (email, reason, at) "
                           "values ('ann@example.com', 'by hand', '2026-01-01 00:00:00')"))
     old.dispose()
