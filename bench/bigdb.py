@@ -78,6 +78,8 @@ class Rows:
 ENROLLMENT_COLUMNS = ("id", "prospect_id", "email", "sequence", "mailbox", "state",
                       "step_index", "next_due", "attempts", "timezone", "vars",
                       "enrolled_at", "updated_at")
+# Keyed by address (email_key, the primary key); generated addresses are already in key form.
+SUPPRESSION_COLUMNS = ("email_key", "email", "reason", "at")
 SEND_COLUMNS = ("id", "enrollment_id", "step_index", "step_name", "mailbox", "message_id",
                 "status", "attempts", "created_at", "done_at", "smtp_code")
 
@@ -216,8 +218,8 @@ def _fill_sqlite(path: str, shape: Shape, now: datetime) -> None:
         conn.executemany(insert("sends", SEND_COLUMNS),
                          ((*r[:8], _sqlite_time(r[8]), _sqlite_time(r[9]), r[10])
                           for r in rows.sends))
-        conn.executemany(insert("suppressions", ("email", "reason", "at")),
-                         ((r[0], r[1], _sqlite_time(r[2])) for r in rows.suppressions))
+        conn.executemany(insert("suppressions", SUPPRESSION_COLUMNS),
+                         ((r[0], r[0], r[1], _sqlite_time(r[2])) for r in rows.suppressions))
     conn.executemany("INSERT INTO mailboxes (name, last_uid, paused) VALUES (?, 0, 0)",
                      [(m,) for m in shape.mailbox_names()])
     conn.execute("COMMIT")
@@ -242,7 +244,8 @@ def _fill_postgres(url: str, shape: Shape, now: datetime) -> None:
                         ("enrollments", [*ENROLLMENT_COLUMNS, *e_extra],
                          map(e_fill, rows.enrollments)),
                         ("sends", list(SEND_COLUMNS), rows.sends),
-                        ("suppressions", ["email", "reason", "at"], rows.suppressions)):
+                        ("suppressions", list(SUPPRESSION_COLUMNS),
+                         ((r[0], *r) for r in rows.suppressions))):
                     with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
                         for row in data:
                             copy.write_row(row)

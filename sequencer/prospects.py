@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - another email-validator layout
 else:
     _SHORTCUT = email_validator.__version__.split(".")[0] == "2"
 
+from sequencer.core.addresses import address_key, mixed_script
 from sequencer.core.schedule import DATE_RANGE
 from sequencer.core.text import has_control
 from sequencer.errors import EnrollError
@@ -47,13 +48,18 @@ FOLLOW_UP_RANGE = DATE_RANGE  # the dates a step can be due ahead of (core.sched
 
 @dataclass(frozen=True)
 class Prospect:
-    """One accepted row. ``email`` is normalized; ``fields`` holds every column, stripped."""
+    """One accepted row. ``email`` is normalized; ``fields`` holds every column, stripped.
+
+    ``key`` is the address's identity (``address_key``); ``warning`` says why the row is
+    enrolled but worth a look (a mixed-script, look-alike domain)."""
 
     line: int
     email: str
     fields: Mapping[str, str]
     timezone: str | None
     follow_up_by: date | None
+    key: str
+    warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -241,13 +247,15 @@ class _Rows:
         timezone = fields.get("timezone") or None
         follow_up_by, date_reason = _follow_up_by(fields.get("follow_up_by", ""))
         reason = self._zone(timezone) or date_reason or self._empty(fields)
-        key = _key(email)
+        email_key = address_key(email)
+        key = _digest(email_key)
         earlier = self.seen.get(key) if reason is None else None
         if earlier is not None:
             reason = f"duplicate of line {earlier}"
         if reason is not None:
             return Rejected(line, cell, reason)
-        prospect = Prospect(line, email, fields, timezone, follow_up_by)
+        warning = None if email.isascii() else mixed_script(email)
+        prospect = Prospect(line, email, fields, timezone, follow_up_by, email_key, warning)
         reason = self.check(prospect) if self.check is not None else None
         if reason is not None:
             return Rejected(line, cell, reason)
@@ -378,9 +386,9 @@ def _hides_control(value: str) -> bool:
     return any(has_control(text) for text in texts)
 
 
-def _key(email: str) -> int:
-    """A non-zero 64-bit digest of the lower-cased address (collisions: ~1e-7 at 2M rows)."""
-    return int.from_bytes(blake2b(email.lower().encode(), digest_size=8).digest(), "big") or 1
+def _digest(email_key: str) -> int:
+    """A non-zero 64-bit digest of an address key (collisions: ~1e-7 at 2M rows)."""
+    return int.from_bytes(blake2b(email_key.encode(), digest_size=8).digest(), "big") or 1
 
 
 class _SeenIndex:

@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.oauth_provider",
     "tests.fixtures.oauth_mail",
+    "tests.inboxes",
 ]

@@ -57,6 +57,7 @@ def test_valid_rows_become_prospects_with_normalized_address_and_stripped_fields
         },  # fmt: skip
         timezone="America/New_York",
         follow_up_by=date(2025, 6, 1),
+        key="ana.lima@example.org",
     )
     assert isinstance(second, Prospect)
     assert (second.line, second.timezone, second.follow_up_by) == (3, None, None)

@@ -99,6 +99,10 @@ class Workdir:
         result = self.cli("status", "--json", check=True)
         return json.loads(result.stdout)  # type: ignore[no-any-return]
 
+    def status_of(self, email: str) -> list[dict[str, Any]]:
+        result = self.cli("status", "--json", "--email", email, check=True)
+        return json.loads(result.stdout)  # type: ignore[no-any-return]
+
     def log(self, name: str = "run.log") -> str:
         path = self.path / name
         return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""

@@ -99,6 +99,9 @@ def enroll(
         raise _fail(str(err)) from err
     finally:
         application.close()
+    for warned in summary.warnings:
+        typer.echo(f"{csv}:{warned.line}: warning: {warned.email}: {warned.warning} "
+                   "(enrolled; check the address)", err=True)
     for rejected in summary.rejected:
         typer.echo(f"{csv}:{rejected.line}: rejected {rejected.email or ''}: "
                    f"{rejected.reason}".replace("  ", " "), err=True)
@@ -270,6 +273,8 @@ def status(
 
     if summary and (email or limit):
         raise _fail("--summary counts whole sequences: drop --email and --limit", 2)
+    if email:
+        _check_address(email)
     application = _load(config, skip_broken=True)
     out = sys.stdout
     try:
@@ -296,6 +301,15 @@ def status(
         raise typer.Exit(1) from None
     finally:
         application.close()
+
+
+def _check_address(email: str) -> None:
+    from sequencer.core.addresses import AddressError, address_key
+
+    try:
+        address_key(email)
+    except AddressError as err:
+        raise _fail(str(err)) from err
 
 
 def _print_summary(application, counts, as_json: bool) -> None:  # type: ignore[no-untyped-def]
@@ -417,10 +431,12 @@ def _control(action: str, email: str, config: Path | None, sequence: str | None)
     application = _load(config, skip_broken=True)
     try:
         records, refusals = control(application, action, email, sequence)
+    except SequencerError as err:
+        raise _fail(str(err)) from err
     finally:
         application.close()
     for rec in records:
-        typer.echo(f"{rec.event.value}: {email} in {rec.sequence}")
+        typer.echo(f"{rec.event.value}: {rec.email} in {rec.sequence}")
     for refusal in refusals:
         typer.echo(f"error: {email}: {refusal}", err=True)
     if action == "suppress":

@@ -70,7 +70,7 @@ _GATE_ENROLLMENT = (
     .where(enrollments.c.id == bindparam("eid"),
            enrollments.c.claim_token == bindparam("tok"),
            enrollments.c.state == ACTIVE,
-           ~exists().where(suppressions.c.email == enrollments.c.email))
+           ~exists().where(suppressions.c.email_key == enrollments.c.email_key))
     .values(updated_at=bindparam("now"), lease_until=bindparam("lease_until"))
 )
 _GATE_SEND = (
@@ -149,7 +149,7 @@ def claim_due(
             enrollments.c.state == ACTIVE,
             enrollments.c.next_due <= now,
             or_(enrollments.c.lease_until.is_(None), enrollments.c.lease_until < now),
-            ~exists().where(suppressions.c.email == enrollments.c.email),
+            ~exists().where(suppressions.c.email_key == enrollments.c.email_key),
         ).order_by(enrollments.c.next_due, enrollments.c.id).limit(limit)
         if closed:
             candidates = candidates.where(enrollments.c.mailbox.not_in(sorted(closed)))
@@ -208,7 +208,7 @@ _ORPHANS = (
 _SUPPRESSED_ACTIVE = (
     select(enrollments.c.id, enrollments.c.email, enrollments.c.mailbox,
            enrollments.c.sequence, suppressions.c.reason)
-    .join(suppressions, suppressions.c.email == enrollments.c.email)
+    .join(suppressions, suppressions.c.email_key == enrollments.c.email_key)
     .where(enrollments.c.state == ACTIVE)
 )
 

@@ -9,6 +9,7 @@ from typing import Protocol
 from sqlalchemy import Connection, select, update
 
 from sequencer.core import machine
+from sequencer.core.addresses import address_key
 from sequencer.core.machine import EnrollmentState, Event, SendStatus
 from sequencer.errors import InvalidArgument
 from sequencer.eventlog import EventRecord
@@ -32,8 +33,8 @@ class Resumed(Protocol):
 DueAfter = Callable[[Resumed, int, datetime], datetime | None]
 
 
-def _targets(conn: Connection, email: str, sequence: str | None) -> list[AnyRow]:
-    query = select(enrollments).where(enrollments.c.email == email)
+def _targets(conn: Connection, key: str, sequence: str | None) -> list[AnyRow]:
+    query = select(enrollments).where(enrollments.c.email_key == key)
     if sequence:
         query = query.where(enrollments.c.sequence == sequence)
     return list(conn.execute(query).all())
@@ -42,11 +43,13 @@ def _targets(conn: Connection, email: str, sequence: str | None) -> list[AnyRow]
 def apply(store: Store, action: str, email: str, now: datetime, *,
           sequence: str | None = None, due_after: DueAfter | None = None,
           reason: str = "by hand") -> tuple[list[EventRecord], list[str]]:
-    """Apply ``pause``/``resume``/``stop``/``suppress``; returns (events, refusals)."""
+    """Apply ``pause``/``resume``/``stop``/``suppress`` to the enrollments of ``email`` in
+    any spelling (its ``address_key``); returns (events, refusals)."""
     records: list[EventRecord] = []
     refusals: list[str] = []
+    key = address_key(email)
     with store.write() as conn:
-        rows = _targets(conn, email, sequence)
+        rows = _targets(conn, key, sequence)
         if action == "suppress":
             add_suppression(conn, email, reason, now)
         for row in rows:
@@ -63,7 +66,7 @@ def apply(store: Store, action: str, email: str, now: datetime, *,
                 enrollments.c.id == row.id).values(
                 state=new.value, claim_token=None, lease_until=None, updated_at=now, **values))
             records.append(EventRecord(
-                event, now, email=email, mailbox=row.mailbox,
+                event, now, email=row.email, mailbox=row.mailbox,
                 sequence=row.sequence, detail=reason,
                 enrollment_id=row.id))
         stored_events.add(conn, *records)

@@ -43,7 +43,10 @@ class Store:
         """Bring the schema to the latest migration (alembic), once, under a write lock.
 
         SQLite serialises on ``BEGIN IMMEDIATE``; PostgreSQL on an advisory lock, so
-        several processes starting at once do not race.
+        several processes starting at once do not race. On SQLite the migration runs with
+        foreign keys off, as SQLite's own procedure for rebuilding a table requires (a table
+        that others refer to cannot be dropped and recreated otherwise), and
+        ``PRAGMA foreign_key_check`` must come back empty before it commits.
         """
         from alembic.runtime.migration import MigrationContext
 
@@ -52,10 +55,19 @@ class Store:
                 current = MigrationContext.configure(conn).get_current_revision()
             if current == HEAD:
                 return
-            with self.writer.begin() as conn:
-                if not self.is_sqlite:
-                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(742031)")
-                _upgrade(conn)
+            with self.writer.connect() as conn:
+                if self.is_sqlite:
+                    _sqlite_foreign_keys(conn, on=False)
+                try:
+                    with conn.begin():
+                        if not self.is_sqlite:
+                            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(742031)")
+                        upgrade(conn)
+                        if self.is_sqlite:
+                            _check_foreign_keys(conn)
+                finally:
+                    if self.is_sqlite:
+                        _sqlite_foreign_keys(conn, on=True)
         except SQLAlchemyError as err:
             raise StoreError(f"cannot prepare the database {_redact(self.url)}: "
                              f"{getattr(err, 'orig', None) or err}") from err
@@ -87,11 +99,12 @@ class Store:
             self.reader.dispose()
 
 
-HEAD = "0003"
+HEAD = "0004"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def _upgrade(conn: Connection) -> None:
+def upgrade(conn: Connection, revision: str = "head") -> None:
+    """Run the migrations on ``conn`` up to ``revision`` (tests build older schemas)."""
     from alembic import command
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
@@ -104,7 +117,21 @@ def _upgrade(conn: Connection) -> None:
     if unversioned and inspect(conn).has_table("enrollments"):
         # Made by a build from before migrations existed: that schema is revision 0001.
         command.stamp(config, "0001")
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
+
+
+def _sqlite_foreign_keys(conn: Connection, *, on: bool) -> None:
+    """Outside any transaction (SQLite ignores the pragma inside one)."""
+    driver = conn.connection.driver_connection
+    if driver is None:
+        raise StoreError("the SQLite connection is closed")
+    driver.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+
+
+def _check_foreign_keys(conn: Connection) -> None:
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        raise StoreError(f"the migration would leave rows pointing at nothing: {broken[:5]}")
 
 
 def _store_error(err: SQLAlchemyError) -> StoreError:

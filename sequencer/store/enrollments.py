@@ -23,38 +23,42 @@ BATCH = 2000
 
 
 # Built once: building (and cache-keying) a statement costs more than running it.
+# Every comparison is by ``email_key`` (``address_key``); ``email`` keeps the CSV's spelling.
 _SUPPRESSED = (
-    select(suppressions.c.email, suppressions.c.reason)
-    .where(suppressions.c.email.in_(bindparam("emails", expanding=True)))
+    select(suppressions.c.email_key, suppressions.c.reason)
+    .where(suppressions.c.email_key.in_(bindparam("keys", expanding=True)))
 )
 _ENROLLED = (
-    select(enrollments.c.email)
+    select(enrollments.c.email_key, enrollments.c.email)
     .where(enrollments.c.sequence == bindparam("sequence"),
-           enrollments.c.email.in_(bindparam("emails", expanding=True)))
+           enrollments.c.email_key.in_(bindparam("keys", expanding=True)))
 )
-# A new address becomes a prospect, a known one stays as it is; the enrollment insert looks
-# the id up itself, so nothing is selected back.
+# A new address becomes a prospect, a known one stays as it is (with its first spelling);
+# the enrollment insert looks the id up itself, so nothing is selected back.
 _NEW_PROSPECT = {
     name: BulkInsert(
         dialect.insert(prospects)
         .values(email=bindparam("p_email", type_=prospects.c.email.type),
+                email_key=bindparam("p_key", type_=prospects.c.email_key.type),
                 created_at=bindparam("p_created_at", type_=prospects.c.created_at.type))
-        .on_conflict_do_nothing(index_elements=[prospects.c.email]),
-        per_row=("p_email",))
+        .on_conflict_do_nothing(index_elements=[prospects.c.email_key]),
+        per_row=("p_email", "p_key"))
     for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
 }
-_ENROLLMENT_COLUMNS = ("email", "next_due", "timezone", "follow_up_by", "vars",  # per row
-                       "sequence", "mailbox", "state", "step_index", "attempts", "enrolled_at",
-                       "updated_at")
+_ENROLLMENT_COLUMNS = ("email", "email_key", "next_due", "timezone", "follow_up_by",  # per row
+                       "vars", "sequence", "mailbox", "state", "step_index", "attempts",
+                       "enrolled_at", "updated_at")
 _NEW_ENROLLMENT = BulkInsert(
     insert(enrollments).values({
         **{name: bindparam(f"n_{name}", type_=enrollments.c[name].type)
            for name in _ENROLLMENT_COLUMNS},
         "prospect_id": select(prospects.c.id)
-        .where(prospects.c.email == bindparam("n_email", type_=prospects.c.email.type))
+        .where(prospects.c.email_key == bindparam("n_email_key",
+                                                  type_=prospects.c.email_key.type))
         .scalar_subquery(),
     }),
-    per_row=("n_email", "n_next_due", "n_timezone", "n_follow_up_by", "n_vars"))
+    per_row=("n_email", "n_email_key", "n_next_due", "n_timezone", "n_follow_up_by",
+             "n_vars"))
 # The `enrolled` event of each enrollment: the columns stored_events.add fills for it.
 _ENROLLED_EVENT = BulkInsert(
     insert(events).values({name: bindparam(f"e_{name}", type_=events.c[name].type)
@@ -67,6 +71,7 @@ class Enrolled:
     line: int
     email: str
     next_due: datetime
+    warning: str | None = None  # enrolled, but worth a look (a look-alike domain)
 
 
 def enroll(
@@ -104,32 +109,35 @@ def _enroll_batch(
     first_due: Callable[[Prospect], datetime],
     default_timezone: str,
 ) -> list[Enrolled | Rejected]:
-    emails = list(dict.fromkeys(p.email for p in batch if isinstance(p, Prospect)))
+    spellings = {p.key: p.email for p in batch if isinstance(p, Prospect)}
+    keys = list(spellings)
     name, mailbox = sequence.name, sequence.mailbox
     results: list[Enrolled | Rejected] = []
     suppressed: dict[str, str] = {}
-    enrolled: set[str] = set()
-    if emails:
-        suppressed = dict(conn.execute(_SUPPRESSED, {"emails": emails}).all())
-        enrolled = set(conn.scalars(_ENROLLED, {"emails": emails, "sequence": name}))
-        _new_prospect(conn).execute(conn, {"p_created_at": now}, [(e,) for e in emails])
+    enrolled: dict[str, str] = {}
+    if keys:
+        suppressed = dict(conn.execute(_SUPPRESSED, {"keys": keys}).all())
+        enrolled = dict(conn.execute(_ENROLLED, {"keys": keys, "sequence": name}).all())
+        _new_prospect(conn).execute(conn, {"p_created_at": now},
+                                    [(email, key) for key, email in spellings.items()])
     values: list[tuple[Any, ...]] = []
     for item in batch:
         if isinstance(item, Rejected):
             results.append(item)
             continue
-        email = item.email
-        if email in suppressed:
-            results.append(Rejected(item.line, email, f"suppressed ({suppressed[email]})"))
+        email, key = item.email, item.key
+        if key in suppressed:
+            results.append(Rejected(item.line, email, f"suppressed ({suppressed[key]})"))
             continue
-        if email in enrolled:
-            results.append(Rejected(item.line, email, f"already enrolled in {name}"))
+        if key in enrolled:
+            as_ = "" if enrolled[key] == email else f" as {enrolled[key]}"
+            results.append(Rejected(item.line, email, f"already enrolled in {name}{as_}"))
             continue
         due = first_due(item)
-        values.append((email, due, item.timezone or default_timezone, item.follow_up_by,
-                       dict(item.fields)))
-        enrolled.add(email)
-        results.append(Enrolled(item.line, email, due))
+        values.append((email, key, due, item.timezone or default_timezone,
+                       item.follow_up_by, dict(item.fields)))
+        enrolled[key] = email
+        results.append(Enrolled(item.line, email, due, item.warning))
     _NEW_ENROLLMENT.execute(conn, {
         "n_sequence": name, "n_mailbox": mailbox, "n_state": EnrollmentState.ACTIVE.value,
         "n_step_index": 0, "n_attempts": 0, "n_enrolled_at": now, "n_updated_at": now,

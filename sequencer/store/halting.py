@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from sequencer.core.addresses import address_key
 from sequencer.core.machine import EnrollmentState, SendStatus
 from sequencer.store.db import Store
 from sequencer.store.schema import enrollments, sends, suppressions
@@ -32,25 +33,29 @@ def halt_enrollment(conn: Connection, enrollment_id: int, state: EnrollmentState
 
 
 def halt_address(conn: Connection, email: str, state: EnrollmentState, now: datetime) -> None:
-    """Every active or paused enrollment of ``email`` goes to ``state`` (a suppression: a
-    paused enrollment would otherwise send again once resumed)."""
+    """Every active or paused enrollment of ``email``, in any spelling, goes to ``state``
+    (a suppression: a paused enrollment would otherwise send again once resumed)."""
     ids = conn.scalars(select(enrollments.c.id).where(
-        enrollments.c.email == email,
+        enrollments.c.email_key == address_key(email),
         enrollments.c.state.in_([ACTIVE, EnrollmentState.PAUSED.value]))).all()
     for enrollment_id in ids:
         halt_enrollment(conn, enrollment_id, state, now)
 
 
 def suppressed(store: Store, email: str) -> bool:
-    """True when ``email`` is on the suppression list."""
+    """True when ``email``, in any spelling, is on the suppression list."""
     with store.read() as conn:
-        return conn.scalar(select(suppressions.c.email)
-                           .where(suppressions.c.email == email)) is not None
+        return conn.scalar(select(suppressions.c.email_key)
+                           .where(suppressions.c.email_key == address_key(email))) is not None
 
 
 def add_suppression(conn: Connection, email: str, reason: str, now: datetime) -> None:
-    if conn.scalar(select(suppressions.c.email).where(suppressions.c.email == email)) is None:
-        conn.execute(insert(suppressions).values(email=email, reason=reason, at=now))
+    """Suppress ``email`` in every spelling (by its key); the first reason is kept."""
+    key = address_key(email)
+    if conn.scalar(select(suppressions.c.email_key)
+                   .where(suppressions.c.email_key == key)) is None:
+        conn.execute(insert(suppressions).values(email_key=key, email=email, reason=reason,
+                                                 at=now))
 
 
 def drop_unsent(conn: Connection, enrollment_id: int) -> None:

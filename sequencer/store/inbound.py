@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, desc, insert, or_, select, update
 
+from sequencer.core.addresses import AddressError, address_key
 from sequencer.core.machine import EnrollmentState
 from sequencer.errors import StoreConflict
 from sequencer.eventlog import EventRecord
@@ -15,7 +16,7 @@ from sequencer.mail.watching import Cursor
 from sequencer.store import events as stored_events
 from sequencer.store.db import AnyRow, Store
 from sequencer.store.halting import add_suppression, halt_address, halt_enrollment
-from sequencer.store.schema import enrollments, inbound, mailboxes, sends
+from sequencer.store.schema import enrollments, inbound, mailboxes, merged_sends, sends
 
 ACTIVE = EnrollmentState.ACTIVE.value
 
@@ -86,23 +87,31 @@ def match(store: Store, mailbox: str, *, references: Iterable[str] = (),
             enrollments.c.mailbox, enrollments.c.state, enrollments.c.step_index,
             enrollments.c.next_due, enrollments.c.timezone, enrollments.c.vars)
     ids = [i for i in ([original] if original else []) + list(references) if i]
+    key = _key_or_none(address) if address else None
     with store.read() as conn:
-        if ids:
+        for table in (sends, merged_sends) if ids else ():
             row = conn.execute(
-                select(*cols).join(sends, sends.c.enrollment_id == enrollments.c.id)
-                .where(sends.c.message_id.in_(ids)).order_by(desc(sends.c.step_index))
+                select(*cols).join(table, table.c.enrollment_id == enrollments.c.id)
+                .where(table.c.message_id.in_(ids)).order_by(desc(table.c.step_index))
             ).first()
             if row is not None:
                 return _target(row, "message-id")
-        if address:
+        if key is not None:
             row = conn.execute(
-                select(*cols).where(enrollments.c.email == address.lower(),
+                select(*cols).where(enrollments.c.email_key == key,
                                     enrollments.c.mailbox == mailbox)
                 .order_by(desc(enrollments.c.state == ACTIVE), desc(enrollments.c.id))
             ).first()
             if row is not None:
                 return _target(row, "address")
     return None
+
+
+def _key_or_none(address: str) -> str | None:
+    try:
+        return address_key(address)
+    except AddressError:
+        return None
 
 
 def _target(row: AnyRow, how: str) -> Target:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
+from sequencer.core.addresses import address_key
 from sequencer.core.machine import EnrollmentState, Event, SendStatus
 from sequencer.eventlog import EventRecord
 from sequencer.store.schema import enrollments, prospects, sends
@@ -51,11 +52,11 @@ _HISTORY = (
     select(sends.c.enrollment_id, sends.c.step_index, sends.c.status, sends.c.done_at,
            sends.c.data_at, sends.c.created_at, enrollments.c.next_due)
     .join(enrollments, enrollments.c.id == sends.c.enrollment_id)
-    .where(enrollments.c.email == bindparam("email"),
+    .where(enrollments.c.email_key == bindparam("key"),
            or_(and_(sends.c.status.in_(_SENT), sends.c.created_at >= bindparam("since")),
                sends.c.status == SendStatus.CLAIMED.value))
 )
-_LOCK = (select(prospects.c.id).where(prospects.c.email == bindparam("email"))
+_LOCK = (select(prospects.c.id).where(prospects.c.email_key == bindparam("key"))
          .with_for_update(skip_locked=True))
 _DEFER = (
     update(enrollments)
@@ -80,7 +81,7 @@ def history(conn: Connection, email: str, now: datetime, since: datetime) -> lis
     """The prospect's emails (all sequences) sent since ``since``, and those on their way:
     a claimed send counts as going out at its due time, or now if that is past."""
     emails: list[Email] = []
-    for row in conn.execute(_HISTORY, {"email": email, "since": since}):
+    for row in conn.execute(_HISTORY, {"key": address_key(email), "since": since}):
         if row.status == SendStatus.CLAIMED.value:
             at = max(now, row.next_due or now)
         else:
@@ -97,7 +98,7 @@ def check(conn: Connection, candidate: Candidate, now: datetime, hold: Hold,
     back = lookback(candidate.sequence)
     times: list[datetime] = []
     if back is not None:
-        if lock and conn.execute(_LOCK, {"email": candidate.email}).first() is None:
+        if lock and conn.execute(_LOCK, {"key": address_key(candidate.email)}).first() is None:
             return False
         times = [email.at for email in history(conn, candidate.email, now, now - back)
                  if (email.enrollment_id, email.step_index)

@@ -45,12 +45,16 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 metadata = MetaData()
 
+# ``email`` columns keep the spelling a CSV or a command gave (for display and sending);
+# ``email_key`` is ``sequencer.core.addresses.address_key`` of it: what every lookup compares.
 prospects = Table(
     "prospects",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("email", String(320), nullable=False, unique=True),
+    Column("email", String(320), nullable=False),  # the first spelling seen
+    Column("email_key", String(320), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("email_key", name="uq_prospects_email_key"),
 )
 
 enrollments = Table(
@@ -58,7 +62,8 @@ enrollments = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("prospect_id", Integer, ForeignKey("prospects.id"), nullable=False),
-    Column("email", String(320), nullable=False),
+    Column("email", String(320), nullable=False),  # this enrollment's spelling
+    Column("email_key", String(320), nullable=False),
     Column("sequence", String(200), nullable=False),
     Column("mailbox", String(200), nullable=False),
     Column("state", String(20), nullable=False),
@@ -77,7 +82,7 @@ enrollments = Table(
     UniqueConstraint("prospect_id", "sequence", name="uq_enrollment_prospect_sequence"),
 )
 Index("ix_enrollments_due", enrollments.c.state, enrollments.c.next_due)
-Index("ix_enrollments_email", enrollments.c.email)
+Index("ix_enrollments_email_key", enrollments.c.email_key)
 
 sends = Table(
     "sends",
@@ -119,10 +124,34 @@ Index("ix_events_enrollment", events.c.enrollment_id)
 suppressions = Table(
     "suppressions",
     metadata,
-    Column("email", String(320), primary_key=True),
+    Column("email_key", String(320), primary_key=True),
+    Column("email", String(320), nullable=False),  # as first suppressed
     Column("reason", Text, nullable=False),
     Column("at", UTCDateTime(), nullable=False),
 )
+
+# Sends that migration 0004 could not keep in ``sends`` when it merged two spellings'
+# enrollments in one sequence: both had sent the same step, and a step has one send row.
+# Their Message-IDs still identify the (surviving) enrollment when mail refers to them.
+merged_sends = Table(
+    "merged_sends",
+    metadata,
+    Column("message_id", String(400), primary_key=True),
+    Column("enrollment_id", Integer, ForeignKey("enrollments.id"), nullable=False),
+    Column("merged_from", Integer, nullable=False),  # the enrollment id it was sent under
+    Column("step_index", Integer, nullable=False),
+    Column("step_name", String(200), nullable=False),
+    Column("mailbox", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("data_at", UTCDateTime()),
+    Column("done_at", UTCDateTime()),
+    Column("smtp_code", Integer),
+    Column("detail", Text),
+    Column("subject", Text),
+)
+Index("ix_merged_sends_enrollment", merged_sends.c.enrollment_id)
 
 mailboxes = Table(
     "mailboxes",

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Select, bindparam, func, select
 
+from sequencer.core.addresses import address_key
 from sequencer.core.machine import EnrollmentState, SendStatus
 from sequencer.store.db import Store
 from sequencer.store.schema import enrollments, sends
@@ -63,7 +64,7 @@ def _query(email: str | None, sequence: str | None, state: str | None,
         .order_by(enrollments.c.sequence, enrollments.c.id)
     )
     if email:
-        query = query.where(enrollments.c.email == email)
+        query = query.where(enrollments.c.email_key == address_key(email))
     if sequence:
         query = query.where(enrollments.c.sequence == sequence)
     if state:

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sequencer.core import schedule
+from sequencer.core.addresses import AddressError, address_key
 from sequencer.core.schedule import Recipient
 from sequencer.core.spec import Sequence, load_sequence, resolve_sequence
 from sequencer.errors import EnrollError, SpecError
@@ -27,6 +28,7 @@ class Summary:
     rows: int = 0
     enrolled: int = 0
     rejected: list[Rejected] = field(default_factory=list)
+    warnings: list[Enrolled] = field(default_factory=list)  # enrolled, with a warning
 
 
 def load_checked_sequence(app: Workspace, ref: str) -> Sequence:
@@ -83,6 +85,8 @@ def run_enroll(app: Workspace, ref: str, csv: Path, *, progress: bool = True) ->
             summary.rows += 1
             if isinstance(result, Enrolled):
                 summary.enrolled += 1
+                if result.warning is not None:
+                    summary.warnings.append(result)
             else:
                 summary.rejected.append(result)
             if bar is not None:
@@ -111,12 +115,13 @@ def render_preview(app: Workspace, ref: str, email: str) -> str:
     from sequencer.usecases.sending import template_context
 
     seq = load_checked_sequence(app, ref)
-    address = email.strip().lower()
     with app.store.read() as conn:
-        row = conn.execute(select(enrollments.c.vars).where(
-            enrollments.c.email == address, enrollments.c.sequence == seq.name)).first()
+        row = conn.execute(select(enrollments.c.email, enrollments.c.vars).where(
+            enrollments.c.email_key == key_of(email),
+            enrollments.c.sequence == seq.name)).first()
     if row is None:
         raise EnrollError(f"{email} is not enrolled in {seq.name}")
+    address = row.email  # the enrollment's own spelling
     mailbox = app.mailbox(seq.mailbox)
     out: list[str] = []
     for step in seq.steps:
@@ -128,6 +133,14 @@ def render_preview(app: Workspace, ref: str, email: str) -> str:
         out.append(f"From: {mailbox.sender}\nTo: {address}\nSubject: {rendered.subject}\n")
         out.append(rendered.text.rstrip() + "\n")
     return "\n".join(out)
+
+
+def key_of(email: str) -> str:
+    """The identity of an address typed on the command line (any spelling)."""
+    try:
+        return address_key(email)
+    except AddressError as err:
+        raise EnrollError(str(err)) from None
 
 
 def _wait_text(step: object) -> str:
@@ -149,9 +162,9 @@ def control(app: Workspace, action: str, email: str,
         due = schedule.due(seq, who, index, now)
         return None if due is None else due.at
 
+    key_of(email)  # not an address: a clear error before anything else
     records, refusals = store_control.apply(
-        app.store, action, email.strip().lower(), app.clock(), sequence=sequence,
-        due_after=due_after)
+        app.store, action, email.strip(), app.clock(), sequence=sequence, due_after=due_after)
     for rec in records:
         emit(rec)
     return records, refusals

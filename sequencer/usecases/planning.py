@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from sequencer.core import schedule
+from sequencer.core.addresses import address_key
 from sequencer.core.machine import EnrollmentState, SendStatus
 from sequencer.core.schedule import Planned, Recipient
 from sequencer.core.spec import Sequence
@@ -26,6 +27,7 @@ from sequencer.prospects import Prospect, read_prospects
 from sequencer.store import pacing
 from sequencer.store.pacing import Candidate, Held
 from sequencer.store.schema import enrollments, sends
+from sequencer.usecases.importing import key_of
 from sequencer.workspace import Workspace
 
 ACTIVE = EnrollmentState.ACTIVE.value
@@ -117,13 +119,14 @@ def plan_enrolled(app: Workspace, seq: Sequence, email: str) -> ProspectPlan:
     """The plan of an enrolled prospect from their stored state: steps already sent, an
     out-of-office return, the date columns and the country of their row, and every other
     email they were sent (pacing)."""
-    address = email.strip().lower()
     now = app.clock()
     with app.store.read() as conn:
         row = conn.execute(select(enrollments).where(
-            enrollments.c.email == address, enrollments.c.sequence == seq.name)).first()
+            enrollments.c.email_key == key_of(email), enrollments.c.sequence == seq.name)
+        ).first()
         if row is None:
             raise EnrollError(f"{email} is not enrolled in {seq.name}")
+        address = row.email  # the enrollment's own spelling
         own = conn.execute(select(sends.c.step_index, sends.c.done_at, sends.c.data_at,
                                   sends.c.created_at).where(
             sends.c.enrollment_id == row.id,
@@ -217,11 +220,11 @@ def capacity(app: Workspace, days: int = 14) -> list[Capacity]:
         history: dict[str, list[datetime]] = defaultdict(list)
         used: dict[tuple[str, date], int] = defaultdict(int)
         for s in conn.execute(select(sends.c.mailbox, sends.c.created_at, sends.c.done_at,
-                                     enrollments.c.email)
+                                     enrollments.c.email_key)
                               .join(enrollments, enrollments.c.id == sends.c.enrollment_id)
                               .where(sends.c.created_at >= now - timedelta(days=60),
                                      sends.c.status != SendStatus.FAILED.value)).all():
-            history[s.email].append(s.done_at or s.created_at)
+            history[s.email_key].append(s.done_at or s.created_at)
             used[(s.mailbox, s.created_at.date())] += 1
     queue: list[tuple[datetime, int, int]] = []
     facts: dict[int, tuple[Sequence, Recipient]] = {}
@@ -245,7 +248,7 @@ def capacity(app: Workspace, days: int = 14) -> list[Capacity]:
         if at >= horizon:
             continue
         seq, who = facts[eid]
-        held = schedule.hold(seq, who, index, at, history[who.email])
+        held = schedule.hold(seq, who, index, at, history[address_key(who.email)])
         if held.at > at:  # the claim holds it back (pacing, window): due again then
             heapq.heappush(queue, (held.at, eid, index))
             continue
@@ -257,7 +260,7 @@ def capacity(app: Workspace, days: int = 14) -> list[Capacity]:
         used[(mailbox, day)] += 1
         out.setdefault(mailbox, Capacity(mailbox, limit)).days.setdefault(
             day, DayLoad()).sent += 1
-        history[who.email].append(at)
+        history[address_key(who.email)].append(at)
         facts[eid] = (seq, Recipient(who.email, who.timezone, who.fields))  # OOO applied
         nxt = schedule.due(seq, facts[eid][1], index + 1, at)
         if nxt is not None:

@@ -12,6 +12,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sequencer.core import machine, schedule, timing
+from sequencer.core.addresses import address_key
 from sequencer.core.classify import Kind, Verdict, classify
 from sequencer.core.machine import EnrollmentState
 from sequencer.core.schedule import Recipient
@@ -40,7 +41,9 @@ def meaning(verdict: Verdict) -> machine.Inbound | None:
 
 
 def own_addresses(app: Workspace) -> frozenset[str]:
-    return frozenset(mb.sender_address for mb in app.settings.mailboxes.values())
+    """Our mailboxes' addresses, as written and as keys (an IDN domain as its A-label)."""
+    mine = [mb.sender_address for mb in app.settings.mailboxes.values()]
+    return frozenset(mine) | frozenset(address_key(address) for address in mine)
 
 
 def handle(app: Workspace, mailbox: str, message: Inbound) -> EventRecord | None:

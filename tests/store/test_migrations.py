@@ -9,8 +9,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from sequencer.store.db import HEAD, Store
+from sequencer.store.db import HEAD, Store, upgrade
 from sequencer.store.schema import metadata
+
+
+def release_database(url: str, revision: str = "0001") -> None:
+    """An empty database exactly as the first release's code made it (its migration)."""
+    store = Store(url)
+    with store.writer.connect() as conn, conn.begin():
+        upgrade(conn, revision)
+    store.dispose()
 
 
 def _diff(store: Store) -> list[object]:
@@ -49,12 +57,10 @@ def test_a_database_made_before_migrations_is_adopted_not_recreated(tmp_path: Pa
     from sqlalchemy import create_engine, text
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
+    release_database(url)
     old = create_engine(url)
-    later = {"oauth_grants"}  # tables added by migrations after 0001
-    metadata.create_all(old, tables=[t for t in metadata.sorted_tables if t.name not in later])
     with old.begin() as conn:
-        for column in ("next_send_at", "send_holder"):  # added by 0003
-            conn.execute(text(f"alter table mailboxes drop column {column}"))
+        conn.execute(text("drop table alembic_version"))  # made before migrations existed
         conn.execute(text("insert into suppressions (email, reason, at) "
                           "values ('ann@example.com', 'by hand', '2026-01-01 00:00:00')"))
     old.dispose()
