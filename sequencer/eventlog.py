@@ -27,6 +27,7 @@ _SYMBOL = {
     Event.REPLIED: "←",
     Event.AUTO_REPLY: "~",
     Event.BOUNCED: "↩",
+    Event.DELAYED: "…",
     Event.UNSUBSCRIBED: "⊘",
     Event.COMPLETED: "✓",
     Event.PAUSED: "‖",

@@ -17,6 +17,7 @@ class EnrollmentState(StrEnum):
     ACTIVE = "active"
     REPLIED = "replied"
     BOUNCED = "bounced"
+    DELAYED = "delayed"  # extension: a mail system is still retrying; nothing failed yet
     UNSUBSCRIBED = "unsubscribed"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -42,6 +43,7 @@ class Event(StrEnum):
     REPLIED = "replied"
     AUTO_REPLY = "auto_reply"
     BOUNCED = "bounced"
+    DELAYED = "delayed"  # extension: a mail system is still retrying; nothing failed yet
     UNSUBSCRIBED = "unsubscribed"
     COMPLETED = "completed"
     PAUSED = "paused"
@@ -57,6 +59,7 @@ class Inbound(StrEnum):
     AUTO_REPLY = "auto_reply"
     HARD_BOUNCE = "hard_bounce"
     SOFT_BOUNCE = "soft_bounce"
+    DELAYED = "delayed"
     COMPLAINT = "complaint"
     UNSUBSCRIBE = "unsubscribe"
 
@@ -118,6 +121,8 @@ def on_inbound(state: EnrollmentState, inbound: Inbound, stop_on: frozenset[str]
         return Effect(None, Event.AUTO_REPLY, delays=state is EnrollmentState.ACTIVE)
     if inbound is Inbound.SOFT_BOUNCE:
         return Effect(None, Event.BOUNCED)
+    if inbound is Inbound.DELAYED:
+        return Effect(None, Event.DELAYED)
     suppress = inbound is not Inbound.REPLY
     event = {
         Inbound.REPLY: Event.REPLIED,

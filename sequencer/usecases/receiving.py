@@ -35,6 +35,8 @@ _MEANING = {
 
 def meaning(verdict: Verdict) -> machine.Inbound | None:
     if verdict.kind is Kind.BOUNCE:
+        if verdict.subkind == "delayed":
+            return machine.Inbound.DELAYED
         return (machine.Inbound.SOFT_BOUNCE if verdict.bounce == "soft"
                 else machine.Inbound.HARD_BOUNCE)
     return _MEANING.get(verdict.kind)

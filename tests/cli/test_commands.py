@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.workdir import REPO, make_workdir, prospects_csv
 
-CORPUS = REPO.parent / "shared" / "corpus" / "sisimai"
+CORPUS = REPO / "tests" / "data" / "corpus" / "sisimai"
 
 
 def test_demo_runs_the_whole_loop_by_itself_and_exits_0(tmp_path: Path) -> None:
@@ -30,7 +30,7 @@ def test_demo_runs_the_whole_loop_by_itself_and_exits_0(tmp_path: Path) -> None:
 
 
 def test_classify_prints_each_verdict_and_json_objects(tmp_path: Path) -> None:
-    bounce = CORPUS / "lhost-postfix-01.eml"
+    bounce = CORPUS / "lhost-postfix-33.eml"
     ooo = next(iter(sorted(CORPUS.glob("rfc3834-*.eml"))))
     reply = REPO / "tests" / "data" / "replies"
     reply_file = next(iter(sorted(reply.glob("*.eml"))))

@@ -49,6 +49,12 @@ def test_a_soft_bounce_is_logged_and_the_sequence_goes_on() -> None:
     assert effect.state is None and effect.event is Event.BOUNCED and not effect.suppress
 
 
+def test_a_delayed_warning_is_its_own_event_and_changes_nothing() -> None:
+    effect = machine.on_inbound(S.ACTIVE, Inbound.DELAYED, ALL_STOPS)
+    assert (effect.state, effect.event, effect.suppress, effect.delays) == (
+        None, Event.DELAYED, False, False)
+
+
 def test_a_reply_does_not_halt_when_the_sequence_does_not_stop_on_replies() -> None:
     effect = machine.on_inbound(S.ACTIVE, Inbound.REPLY, frozenset({"bounce"}))
     assert effect.state is None and effect.event is Event.REPLIED

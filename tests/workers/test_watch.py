@@ -118,6 +118,45 @@ def test_an_out_of_office_never_halts_and_its_return_date_delays_the_next_step(
         engine.close()
 
 
+def postfix_delayed(delivery) -> bytes:  # type: ignore[no-untyped-def]
+    """Postfix's "Delayed Mail (still being retried)" warning about ``delivery``."""
+    rcpt = delivery.rcpt_tos[0]
+    return (
+        "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n"
+        f"To: {delivery.message['From']}\r\nSubject: Delayed Mail (still being retried)\r\n"
+        f"Message-ID: <delayed-{time.time_ns()}@mx.example.net>\r\nAuto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n"
+        "--B\r\nContent-Type: text/plain\r\n\r\n# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO "
+        "RESEND YOUR MESSAGE. #\r\n\r\nYour message could not be delivered for more than 4 "
+        f"hour(s).\r\nIt will be retried until it is 5 day(s) old.\r\n\r\n<{rcpt}>: connect "
+        "to mx.example.org: Connection timed out\r\n\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net"
+        f"\r\n\r\nFinal-Recipient: rfc822; {rcpt}\r\nAction: delayed\r\nStatus: 4.4.1\r\n"
+        "Diagnostic-Code: X-Postfix; connect to mx.example.org: Connection timed out\r\n\r\n"
+        f"--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: "
+        f"{delivery.message['Message-ID']}\r\n\r\n--B--\r\n").encode()
+
+
+def test_a_delayed_mail_warning_is_its_own_event_never_a_bounce(tmp_path: Path,
+                                                                 smtp_server) -> None:
+    wd = make_workdir(tmp_path, smtp_server.port)
+    engine = Engine(wd)
+    try:
+        run_enroll(engine.app, "three", prospects_csv(wd, ["ann@example.com"]), progress=False)
+        engine.step()
+        raw = postfix_delayed(smtp_server.deliveries[0])
+        record = receiving.handle(engine.app, "sales", Inbound(uid=1, raw=raw))
+        assert record is not None and record.event.value == "delayed"
+        with engine.app.store.read() as conn:
+            state = conn.execute(select(enrollments.c.state)).scalar()
+            kinds = conn.scalars(select(events.c.event)).all()
+        assert state == "active"
+        assert "delayed" in kinds and "bounced" not in kinds
+    finally:
+        engine.close()
+
+
 def test_our_own_sent_mail_in_the_folder_is_never_a_reply(tmp_path: Path, smtp_server) -> None:
     wd = make_workdir(tmp_path, smtp_server.port)
     engine = Engine(wd)

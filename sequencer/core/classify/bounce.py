@@ -1,37 +1,40 @@
-"""Bounce and complaint reading: RFC 3464 DSNs, RFC 5965 ARF reports and vendor formats.
+"""Delivery-failure notices: RFC 3464 reports and the vendors' own prose.
 
-Pure helpers for ``classify``: they take an already parsed message and the text of its
-parts and never raise on what they find inside (the caller still guards every call).
-``flufl.bounce`` is one detector among several: it finds recipients in many vendor
-formats, our own rules decide whether a notice is a bounce and whether it is hard or soft.
+``read`` says whether a message is a bounce, for whom, and why (the cause and hard or
+soft come from ``causes``). A report's per-recipient fields decide where there are any;
+a notice without them is read from its own words, the text before the copy of the
+returned message. ``flufl.bounce`` (a well-kept detector of ~40 vendor formats) finds
+the failed recipient where our reading does not; it never decides hard or soft.
+
+A message is only a bounce with evidence of a failure: a report with a failed
+recipient, or a notice from a mail system whose words or codes say something failed.
+A postmaster's ordinary note, a success report (2.x.x, ``Action: delivered``) and a
+warning that delivery is still being retried are not failures (``Delayed``,
+``Delivered``).
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from email.message import Message
-from enum import StrEnum
-from typing import Literal
 
 from flufl.bounce import all_failures
 
-log = logging.getLogger(__name__)
+from sequencer.core.classify.causes import (
+    Severity,
+    about,
+    cause_of,
+    command_of,
+    says_address_unknown,
+    severity_of,
+    status_code,
+)
+from sequencer.core.classify.message import RETURNED_TYPES, Mail, addresses, bare_address
 
-Severity = Literal["hard", "soft"]
-
-MAX_JSON_CHARS = 200_000
 MAX_NOTICE_CHARS = 20_000
 
-ADDRESS_RE = re.compile(
-    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9-]+)+"
-)
-_ENHANCED_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
-_SMTP_CODE_RE = re.compile(r"(?:^|[\s:(\[\"'])([45])[0-9]{2}(?=[\s-])", re.MULTILINE)
 _FIELD_RE = re.compile(r"^([A-Za-z-]+)[ \t]*:[ \t]*(.*)$")
 _MESSAGE_ID_RE = re.compile(r"^Message-ID:[ \t]*(<[^>\s]{1,500}>)", re.IGNORECASE | re.MULTILINE)
 
@@ -50,18 +53,16 @@ _WARNING_RE = re.compile(
     r"has not yet been delivered|not been delivered yet|warning message only|"
     r"delivery (?:to the following recipients? )?(?:has been|is) delayed|"
     r"will (?:continue to )?(?:be )?retr(?:y|ied)|delivery attempts will continue|"
-    r"still trying|this is a warning|delayed mail|message delayed",
-    re.IGNORECASE,
-)
-_EXPIRY_RE = re.compile(
-    r"in the queue too long|queue time expired|retry time(?:out)? (?:exceeded|expired)|"
-    r"(?<![\w.@-])expired(?![\w@.-])|deferred|timed? ?out|too many (?:retries|hops)",
+    r"still (?:trying|being retried)|this is a warning|delayed mail|message delayed",
     re.IGNORECASE,
 )
 _ORIGINAL_MARKERS_RE = re.compile(
-    r"^[ \t]*(?:-{2,}.{0,20}(?:original|copy of|unsent|undelivered|returned|message follows|"
-    r"headers? follow)|below (?:this line )?is a copy|original (?:message|mail) (?:follows|as "
-    r"follows)|the original message(?: headers?)? (?:follows|is attached|was))",
+    r"^[ \t]*(?:-{2,}.{0,30}(?:original|copy of|unsent|undelivered|returned|message follows|"
+    r"headers? follow)|[-=* ]*below (?:this line )?is a copy|original (?:message|mail) "
+    r"(?:follows|as follows)|the original message(?: headers?)? (?:follows|is attached|was)|"
+    r"original message headers|message headers follow|[-=* ]*returned message|"
+    r"(?:received|return-path|dkim-signature|received-spf|authentication-results|"
+    r"arc-seal|x-original-to|delivered-to):[ \t])",
     re.IGNORECASE | re.MULTILINE,
 )
 FAILURE_TEXT_RE = re.compile(
@@ -70,15 +71,15 @@ FAILURE_TEXT_RE = re.compile(
     r"mailbox unavailable|送信できませんでした|配信できませんでした|届きませんでした",
     re.IGNORECASE,
 )
-_COMPLAINT_SUBJECT_RE = re.compile(r"complaint about message|abuse report", re.IGNORECASE)
-
-
-class Evidence(StrEnum):
-    """What made a message a bounce."""
-
-    DSN = "RFC 3464"
-    JSON = "Amazon SES notification"
-    VENDOR = "bounce notice"
+_FAILED_WORDS_RE = re.compile(
+    r"fail|undeliver|(?:unable|could ?n[o']t|cannot|can't) (?:be )?deliver|did not reach|"
+    r"not (?:been )?delivered|reject|returned|error|unknown|invalid|no such|no valid|bounce|"
+    r"exceed|expired|denied|refused|blocked|delay|not found|does not exist|"
+    r"配信|送信できません|届きません|不明|エラー|не может быть доставлено|недоставлен",
+    re.IGNORECASE,
+)
+_ERROR_CODE_RE = re.compile(r"(?<![\d.])[45]\.\d{1,3}\.\d{1,3}(?![\d.])|(?:^|[\s:(\[])[45]\d\d[ -]")
+_BENIGN_RE = re.compile(r"(?<![\d.])2\.\d{1,3}\.\d{1,3}")
 
 
 @dataclass(frozen=True)
@@ -89,58 +90,104 @@ class Failure:
     action: str
     status: str
     diagnostic: str = ""
+    command: str = ""
+    reported: bool = False  # read from RFC 3464 fields, not from a notice's prose
+
+    @property
+    def cause(self) -> str:
+        return cause_of(self.status, self.diagnostic, self.action, self.command, self.reported)
 
     @property
     def severity(self) -> Severity:
-        return _severity_of(self.action, self.status, self.diagnostic)
+        return severity_of(self.cause, self.status, self.diagnostic, self.action)
 
 
 @dataclass(frozen=True)
 class Bounce:
-    """What a bounce says: hard or soft, who failed, and why."""
+    """What a bounce says: hard or soft, why, who failed, and which message of ours."""
 
     severity: Severity
+    cause: str
     reason: str
     recipient: str | None = None
     original_message_id: str | None = None
+    delayed: bool = False  # a warning: delivery is still being retried, nothing failed yet
 
 
 @dataclass(frozen=True)
-class Complaint:
+class Delivered:
+    """A success report (``Action: delivered``/``relayed``/``expanded``, 2.x.x)."""
+
     reason: str
-    recipient: str | None = None
     original_message_id: str | None = None
 
 
-def _severity_of(action: str, status: str, diagnostic: str) -> Severity:
-    action = action.lower()
-    if action in ("delayed", "expired"):
-        return "soft"
-    code = status_code(status) or status_code(diagnostic)
-    if code is not None:
-        return "soft" if code.startswith("4") else "hard"
-    smtp = _SMTP_CODE_RE.search(diagnostic)
-    if smtp is not None:
-        return "soft" if smtp.group(1) == "4" else "hard"
-    return "hard"
+def read(mail: Mail) -> Bounce | Delivered | None:
+    """The bounce (or success report) ``mail`` is, or None when it is neither."""
+    notice = notice_part("\n".join(mail.texts("text/plain", "text/html")))
+    reports = [p for p in mail.parts if p.get_content_type() == "text/x-delivery-status"]
+    blocks = [block for p in reports for block in dsn_fields(p)]
+    failures = failures_from_blocks(blocks, notice)
+    full_text = "\n".join(mail.texts("text/plain", attached=True))
+    if not failures and delivered(blocks):
+        return Delivered("delivery report: delivered or relayed",
+                         original_message_id(mail.parts, full_text))
+    if not reports and not (_returns_message(mail, notice) or _unknown_address_reply(mail, notice)
+                            or (from_mail_system(mail) and _says_failed(mail, notice))):
+        return None
+    if failures:
+        failure = failures[0]
+        reason = f"RFC 3464 {describe(failure)}"
+    else:
+        failure = text_failure(notice)
+        detail = failure.status or failure.action
+        reason = f"bounce notice from {mail.sender or 'unknown sender'}: {detail}"
+    recipient = failure.recipient
+    if recipient is None:
+        recipient = flufl_recipient(mail.msg)
+    if recipient is None:
+        recipient = notice_recipient(notice, [mail.sender or ""])
+    cause = failure.cause
+    return Bounce(failure.severity, cause, f"{reason}, cause: {cause}", recipient,
+                  original_message_id(mail.parts, full_text),
+                  delayed=failure.action == "delayed")
 
 
-def status_code(text: str) -> str | None:
-    """The first RFC 3463 enhanced status code (``5.1.1``) in ``text``, if any."""
-    match = _ENHANCED_RE.search(text)
-    return match.group(0) if match else None
+def from_mail_system(mail: Mail) -> bool:
+    """From a mail system, or a failure subject on machine-sent mail (not a person's)."""
+    if any(mark in mail.from_header.lower() for mark in BOUNCE_SENDERS):
+        return True
+    if not BOUNCE_SUBJECT_RE.search(mail.subject):
+        return False
+    machine = (mail.header("Return-Path").strip() == "<>"
+               or mail.header("Auto-Submitted").lower() not in ("", "no"))
+    return machine or mail.attaches(*RETURNED_TYPES)
 
 
-def bare_address(value: str) -> str | None:
-    """``rfc822; <A@B.example>`` -> ``a@b.example``."""
-    match = ADDRESS_RE.search(value)
-    return match.group(0).lower() if match else None
+def _returns_message(mail: Mail, notice: str) -> bool:
+    """A notice that attaches a message and says it could not be delivered."""
+    return mail.attaches(*RETURNED_TYPES) and FAILURE_TEXT_RE.search(notice) is not None
+
+
+def _says_failed(mail: Mail, notice: str) -> bool:
+    """Evidence of a failure: a failure subject, failure words, a warning or an error code."""
+    return (BOUNCE_SUBJECT_RE.search(mail.subject) is not None
+            or _FAILED_WORDS_RE.search(mail.subject) is not None
+            or _FAILED_WORDS_RE.search(notice) is not None
+            or _ERROR_CODE_RE.search(notice) is not None)
+
+
+def _unknown_address_reply(mail: Mail, notice: str) -> bool:
+    """An automatic reply (no report) saying the address is not a valid user there."""
+    submitted = mail.header("Auto-Submitted").lower()
+    automatic = submitted not in ("", "no") or bool(mail.header("X-Autoreply"))
+    return automatic and says_address_unknown(notice)
 
 
 # --- RFC 3464 --------------------------------------------------------------------------
 
 
-def _field_blocks(text: str) -> list[dict[str, str]]:
+def field_blocks(text: str) -> list[dict[str, str]]:
     """Split ``name: value`` blocks separated by blank lines (continuations folded)."""
     blocks: list[dict[str, str]] = []
     current: dict[str, str] = {}
@@ -170,18 +217,23 @@ def dsn_fields(part: Message) -> list[dict[str, str]]:
                 blocks.append({str(k).lower(): str(v).strip() for k, v in sub.raw_items()})
         return blocks
     if isinstance(payload, str):
-        return _field_blocks(payload[:MAX_NOTICE_CHARS])
+        return field_blocks(payload[:MAX_NOTICE_CHARS])
     return []
 
 
 def delivered(blocks: Iterable[dict[str, str]]) -> bool:
-    """Does a DSN report a success (delivered, relayed, expanded) for some recipient?"""
+    """Does a DSN report a success (delivered, relayed, expanded, 2.x.x) for a recipient?"""
     return any(block.get("action", "").lower().startswith(("delivered", "relayed", "expanded"))
+               or (not block.get("action") and block.get("status", "").startswith("2."))
                for block in blocks)
 
 
-def failures_from_blocks(blocks: Iterable[dict[str, str]]) -> list[Failure]:
-    """Per-recipient failures (not delivered/relayed/expanded) from DSN field blocks."""
+def failures_from_blocks(blocks: Iterable[dict[str, str]], context: str = "") -> list[Failure]:
+    """Per-recipient failures (not delivered/relayed/expanded) from DSN field blocks.
+
+    ``context`` is the notice's own text: it gives the refused SMTP command when the
+    ``Diagnostic-Code`` does not, and the words of a failure that has no diagnostic.
+    """
     failures: list[Failure] = []
     for block in blocks:
         action = block.get("action", "").split()[0].lower() if block.get("action") else ""
@@ -194,16 +246,12 @@ def failures_from_blocks(blocks: Iterable[dict[str, str]]) -> list[Failure]:
         if not action and status.startswith("2"):
             continue
         who = block.get("final-recipient") or block.get("original-recipient") or ""
-        failures.append(Failure(bare_address(who), action or "failed", status, diagnostic))
+        recipient = bare_address(who)
+        near = about(context, recipient)
+        command = command_of(diagnostic) or command_of(near)
+        words = diagnostic if diagnostic.strip(" ;").lower() not in ("", "smtp") else near
+        failures.append(Failure(recipient, action or "failed", status, words, command, True))
     return failures
-
-
-def worst(failures: Sequence[Failure]) -> Failure:
-    """The failure that decides the verdict: a hard one when there is one."""
-    for failure in failures:
-        if failure.severity == "hard":
-            return failure
-    return failures[0]
 
 
 def describe(failure: Failure) -> str:
@@ -213,54 +261,7 @@ def describe(failure: Failure) -> str:
     return ", ".join(parts)
 
 
-# --- Amazon SES JSON -------------------------------------------------------------------
-
-
-def ses_notification(text: str) -> Bounce | Complaint | Literal["delivery"] | None:
-    """Amazon SES's JSON notification (via SNS e-mail), when ``text`` holds one."""
-    start = text.find('{"notificationType"')
-    if start < 0:
-        return None
-    try:
-        chunk = text[start:start + MAX_JSON_CHARS].replace("\n", "")
-        data = json.JSONDecoder().raw_decode(chunk)[0]
-    except ValueError:
-        return None
-    kind = data.get("notificationType")
-    message_id = _ses_message_id(data.get("mail"))
-    if kind == "Complaint":
-        people = _ses_addresses(data.get("complaint"), "complainedRecipients")
-        return Complaint("Amazon SES complaint notification", people, message_id)
-    if kind != "Bounce":
-        return "delivery" if kind == "Delivery" else None
-    bounce = data.get("bounce")
-    bounce_type = bounce.get("bounceType", "") if isinstance(bounce, dict) else ""
-    severity: Severity = "hard" if bounce_type == "Permanent" else "soft"
-    return Bounce(severity, f"Amazon SES notification, bounceType: {bounce_type or 'unknown'}",
-                  _ses_addresses(bounce, "bouncedRecipients"), message_id)
-
-
-def _ses_addresses(section: object, key: str) -> str | None:
-    if not isinstance(section, dict):
-        return None
-    people = section.get(key)
-    if isinstance(people, list) and people and isinstance(people[0], dict):
-        address = people[0].get("emailAddress")
-        return address.lower() if isinstance(address, str) else None
-    return None
-
-
-def _ses_message_id(mail: object) -> str | None:
-    if not isinstance(mail, dict):
-        return None
-    for header in mail.get("headers") or ():
-        if isinstance(header, dict) and str(header.get("name", "")).lower() == "message-id":
-            value = str(header.get("value", "")).strip()
-            return value if value.startswith("<") else f"<{value}>"
-    return None
-
-
-# --- Vendor formats --------------------------------------------------------------------
+# --- the vendors' prose ----------------------------------------------------------------
 
 
 def notice_part(text: str) -> str:
@@ -272,50 +273,35 @@ def notice_part(text: str) -> str:
 
 
 def text_failure(notice: str) -> Failure:
-    """Hard or soft from the words of a notice that has no DSN fields."""
+    """The failure a notice without DSN fields describes, from its words."""
     if _WARNING_RE.search(notice):
-        return Failure(None, "delayed", status_code(notice) or "", "warning notice")
-    fields = failures_from_blocks(_field_blocks(notice))
+        return Failure(None, "delayed", status_code(_BENIGN_RE.sub(" ", notice)) or "",
+                       notice, command_of(notice))
+    fields = failures_from_blocks(field_blocks(notice), notice)
     if fields:
-        return worst(fields)
-    code = status_code(_strip_benign(notice))
-    if code is not None:
-        return Failure(None, "failed", code)
-    smtp = _SMTP_CODE_RE.search(notice)
-    if smtp is not None:
-        line = notice[smtp.start():].strip().splitlines()[0][:80]
-        return Failure(None, "failed", "", line)
-    if _EXPIRY_RE.search(notice):
-        return Failure(None, "expired", "", "delivery expired")
-    return Failure(None, "failed", "")
+        return fields[0]
+    near = about(notice)
+    return Failure(None, "failed", status_code(_BENIGN_RE.sub(" ", near)) or "", near,
+                   command_of(near) or command_of(notice))
 
 
-def _strip_benign(notice: str) -> str:
-    """Drop ``2.x.x`` success codes so that the first code left is a failure's."""
-    return re.sub(r"(?<![\d.])2\.\d{1,3}\.\d{1,3}", " ", notice)
-
-
-def flufl_recipient(msg: Message) -> tuple[str | None, Severity | None]:
-    """A failed recipient found by ``flufl.bounce``, and whether it called it permanent."""
+def flufl_recipient(msg: Message) -> str | None:
+    """A failed recipient found by ``flufl.bounce``, permanent failures first."""
     try:
         temporary, permanent = all_failures(msg)
-    except Exception as err:  # noqa: BLE001 - a third-party detector must never break us
-        log.debug("flufl.bounce failed on a message: %s", type(err).__name__)
-        return None, None
-    found: tuple[tuple[frozenset[bytes], Severity], ...] = ((permanent, "hard"),
-                                                           (temporary, "soft"))
-    for addresses, severity in found:
-        for address in sorted(addresses):
+    except Exception:  # noqa: BLE001 - a third-party detector must never break us
+        return None
+    for found in (permanent, temporary):
+        for address in sorted(found):
             text = address.decode("utf-8", "replace") if isinstance(address, bytes) else address
-            return bare_address(str(text)), severity
-    return None, None
+            return bare_address(str(text))
+    return None
 
 
 def notice_recipient(notice: str, exclude: Iterable[str]) -> str | None:
     """The first address in a notice that is not the sender's or a mail system's."""
     skip = {address.lower() for address in exclude}
-    for match in ADDRESS_RE.finditer(notice):
-        address = match.group(0).lower()
+    for address in addresses(notice):
         local = address.split("@", 1)[0]
         if address in skip or local in ("mailer-daemon", "postmaster", "post_master"):
             continue
@@ -325,55 +311,25 @@ def notice_recipient(notice: str, exclude: Iterable[str]) -> str | None:
 
 def original_message_id(parts: Sequence[Message], notice_text: str) -> str | None:
     """The Message-ID of the returned message: attached, or quoted in the notice text."""
-    for part in parts:
-        kind = part.get_content_type()
-        if kind == "message/rfc822":
-            inner = part.get_payload()
-            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-                value = inner[0].get("Message-ID")
-                if value:
-                    return str(value).strip()[:500] or None
-        elif kind in ("text/rfc822-headers", "message/rfc822-headers"):
-            payload = part.get_payload()
-            if isinstance(payload, str) and (m := _MESSAGE_ID_RE.search(payload[:50_000])):
-                return m.group(1)
+    inner = returned_headers(parts)
+    if inner is not None and inner.get("message-id"):
+        return inner["message-id"][:500]
     match = _MESSAGE_ID_RE.search(notice_text[:MAX_NOTICE_CHARS * 10])
     return match.group(1) if match else None
 
 
-# --- Complaints (RFC 5965) -------------------------------------------------------------
-
-
-def complaint_from(msg: Message, parts: Sequence[Message], subject: str) -> Complaint | None:
-    """An ARF feedback report (or Hotmail's JMRP look-alike), if ``msg`` is one."""
-    report = msg.get_param("report-type", header="content-type")
-    feedback = next((p for p in parts if p.get_content_type() == "message/feedback-report"), None)
-    is_arf = (msg.get_content_type() == "multipart/report"
-              and str(report).lower() == "feedback-report") or feedback is not None
-    inner = _attached_headers(parts)
-    jmrp = inner is not None and "x-hmxmroriginalrecipient" in inner
-    if not (is_arf or jmrp or (inner is not None and _COMPLAINT_SUBJECT_RE.search(subject))):
-        return None
-    fields = dsn_fields(feedback)[0] if feedback is not None and dsn_fields(feedback) else {}
-    recipient = bare_address(fields.get("original-rcpt-to", ""))
-    if recipient is None and inner is not None:
-        recipient = bare_address(inner.get("x-hmxmroriginalrecipient", "") or inner.get("to", ""))
-    feedback_type = fields.get("feedback-type", "abuse" if is_arf else "complaint")
-    message_id = inner.get("message-id") if inner is not None else None
-    label = "ARF feedback-report" if is_arf else "complaint report"
-    return Complaint(f"{label} ({feedback_type})", recipient, message_id or None)
-
-
-def _attached_headers(parts: Sequence[Message]) -> dict[str, str] | None:
+def returned_headers(parts: Sequence[Message]) -> dict[str, str] | None:
+    """The header fields of the message a notice returns (attached whole or headers only)."""
     for part in parts:
         kind = part.get_content_type()
-        if kind == "message/rfc822":
+        if kind in ("message/rfc822", "message/global"):
             inner = part.get_payload()
             if isinstance(inner, list) and inner and isinstance(inner[0], Message):
                 return {str(k).lower(): str(v).strip() for k, v in inner[0].raw_items()}
         elif kind in ("text/rfc822-headers", "message/rfc822-headers"):
             payload = part.get_payload()
             if isinstance(payload, str):
-                blocks = _field_blocks(payload[:50_000])
+                blocks = field_blocks(payload[:50_000])
                 return blocks[0] if blocks else {}
     return None
+
