@@ -52,6 +52,16 @@ _FOOTER_RE = re.compile(r"unsubscribe|opt[- ]out|abmelden|désinscri|darse de ba
                         re.IGNORECASE)
 
 
+# History flattened onto one line (an Outlook reply re-wrapped by a phone, a footer pasted
+# inline): everything from the first of these on a line is quoted, not new.
+_INLINE_HISTORY_RE = re.compile(
+    r"\s(?:-{2,}\s*(?:original message|ursprüngliche nachricht|message d'origine|"
+    r"mensaje original)\s*-{2,}|\*?(?:from|von|de|van)\*?:\s.{1,200}?\s\*?(?:sent|date|gesendet|"
+    r"datum|envoyé|enviado|verzonden)\*?:|on\s.{6,120}?\bwrote:|am\s.{6,120}?\bschrieb)",
+    re.IGNORECASE,
+)
+
+
 def new_text(body: str) -> str:
     """What the sender wrote now: quoted history, signatures and our footer removed."""
     lines = body[:MAX_TEXT_CHARS].splitlines()
@@ -64,6 +74,10 @@ def new_text(body: str) -> str:
             break
         if line.lstrip().startswith(">"):
             continue
+        inline = _INLINE_HISTORY_RE.search(line)
+        if inline is not None and inline.start() > 0:
+            kept.append(line[:inline.start()])
+            break
         if _FOOTER_RE.search(line) and re.search(r"https?://|www\.|<mailto:", line, re.I):
             continue
         kept.append(line)
@@ -88,15 +102,44 @@ def _starts_history(lines: list[str], index: int) -> bool:
     return False
 
 
-_UNSUBSCRIBE_RE = re.compile(
-    r"\bunsubscribe\b|\bremove (?:me|my (?:e-?mail|address))\b|\btake me off\b|"
-    r"\bopt(?:[- ])?(?:me )?out\b|"
-    r"\bstop (?:e-?mailing|sending|contacting|writing)\b|\bdo not (?:e-?mail|contact) me\b|"
-    r"\bdon'?t (?:e-?mail|contact) me\b|\bno more e-?mails?\b|\babmelden\b|\babbestellen\b|"
-    r"d[ée]sabonner|d[ée]sinscri|\bdarme de baja\b|\bdar(?:me|se)? de baja\b|配信停止",
+# A positive request, in the writer's own words. Mentions of the word ("to unsubscribe,
+# click here", our own footer 'Reply "unsubscribe"') are not requests.
+_REQUEST_RE = re.compile(
+    r"\b(?:please\s+|pls\s+|kindly\s+|just\s+)?(?:unsubscribe|remove|delete|take|drop|strike)\s+"
+    r"(?:me|us|my (?:e-?mail(?: address)?|address|name|details|contact))\b"
+    r"(?:\s+(?:off|out|from)\s+(?:of\s+)?(?:the\s+|this\s+|your\s+|all\s+)?"
+    r"(?P<what>[\w-]+(?:\s+[\w-]+)?))?|"
+    r"\b(?:i|we)\s*(?:'d|would|want|wish|need|'m writing|am writing|'m asking|am asking)?"
+    r"(?:\s+(?:like|want|wish|need|love))?\s+(?:to\s+)?(?:unsubscribe|opt[- ]?out|be (?:removed|"
+    r"unsubscribed|taken off))\b|"
+    r"\btake (?:me|us) off\b|\bopt (?:me|us) out\b|"
+    r"\b(?:stop|quit|cease) (?:e-?mailing|emailing|sending (?:me|us|these|those|this)|"
+    r"contacting|writing to|messaging|spamming) ?(?:me|us)?\b|"
+    r"\b(?:do not|don'?t|never) (?:e-?mail|contact|write to|message) (?:me|us) (?:again|anymore|"
+    r"any more)\b|\bno (?:more|further) (?:e-?mails?|messages|mails)\b|"
+    r"(?:^|\n|[.!?]\s+)(?:please\s+)?unsubscribe(?:\s+(?:me|please|us))?\s*[.!]*\s*(?:$|\n)|"
+    r"\bhow (?:do|can) i (?:unsubscribe|opt out)\b|"
+    r"\bbitte\s+(?:abmelden|austragen|entfernen)\b|\b(?:melden|tragen)\s+sie\s+mich\b.{0,20}?"
+    r"\b(?:ab|aus)\b|\bich\s+m(?:ö|oe)chte\s+(?:mich\s+)?(?:abmelden|austragen|keine)|"
+    r"\bkeine\s+(?:weiteren\s+)?(?:e-?mails|nachrichten)\b|"
+    r"\bd[ée]sinscrivez[- ]moi\b|\bme\s+d[ée]sinscrire\b|\bme\s+d[ée]sabonner\b|"
+    r"\bd[ée]sabonnez[- ]moi\b|\bretirez[- ]moi\b|\bne plus recevoir\b|"
+    r"\b(?:darme|dame|denme)\s+de\s+baja\b|\bquiero\s+darme\s+de\s+baja\b|"
+    r"\bcancelar\s+(?:mi\s+)?suscripci[oó]n\b|\bno\s+me\s+env[ií]e(?:n)?\s+m[aá]s\b|"
+    r"\bcancellatemi\b|\bcancellami\b|\brimuovetemi\b|\bschrijf\s+me\s+uit\b|"
+    r"\bverwijder\s+mij\b|\bremova[- ]me\b|\bdescadastr(?:e-me|ar)\b|配信停止|"
+    r"отпишите|отписаться",
     re.IGNORECASE,
 )
-_STOP_RE = re.compile(r"^\W*(?:stop|unsubscribe|remove|remove me)\W*$", re.IGNORECASE)
+# "remove me from the cc" is about the thread, not the sequence.
+_THREAD_WORDS = frozenset({"cc", "thread", "chain", "loop", "conversation", "copy", "reply",
+                           "email-chain", "meeting", "invite", "call", "group", "bcc"})
+_NEGATION_RE = re.compile(
+    r"(?:\b(?:don'?t|do not|didn'?t|did not|never|not|no need to|no reason to|won'?t|wouldn'?t|"
+    r"nicht|kein|ne|pas|no)\b|n't)[ \t]+(?:[\w']+[ \t]+){0,3}$", re.IGNORECASE)
+_STOP_RE = re.compile(
+    r"^\W*(?:stop|unsubscribe|remove|remove me|opt[- ]?out|take me off|abmelden|"
+    r"d[ée]sinscription|baja|配信停止)\W*$", re.IGNORECASE)
 
 
 def unsubscribe_request(mail: Mail) -> str | None:
@@ -108,10 +151,21 @@ def unsubscribe_request(mail: Mail) -> str | None:
     first = next((line for line in text.splitlines() if line.strip()), "")
     if _STOP_RE.match(first):
         return f"unsubscribe request {first.strip()[:40]!r}"
-    match = _UNSUBSCRIBE_RE.search(text)
-    if match is not None:
-        return f"unsubscribe request {match.group(0)!r}"
+    for match in _REQUEST_RE.finditer(text[:10_000]):
+        what = (match.group("what") or "").lower().split()
+        if _THREAD_WORDS.intersection(what):
+            continue
+        before = text[max(0, match.start() - 40):match.start()]
+        sentence = re.split(r"[.!?\n]", before)[-1]
+        if _NEGATION_RE.search(sentence):
+            continue
+        return f"unsubscribe request {match.group(0).strip()[:40]!r}"
     return None
+
+
+def one_tap_unsubscribe(mail: Mail) -> bool:
+    """A client's one-tap unsubscribe (Apple Mail's sends the mailto: subject, no Re:)."""
+    return _PREFIX_RE.match(mail.subject) is None and _STOP_RE.match(mail.subject) is not None
 
 
 def strip_prefixes(subject: str) -> str:

@@ -14,7 +14,12 @@ from sequencer.core.classify import automail, bounce, complaint, ses
 from sequencer.core.classify.causes import Severity
 from sequencer.core.classify.dates import return_date
 from sequencer.core.classify.message import MAX_BYTES, Mail, message_id, parse, references
-from sequencer.core.classify.replytext import body, new_text, unsubscribe_request
+from sequencer.core.classify.replytext import (
+    body,
+    new_text,
+    one_tap_unsubscribe,
+    unsubscribe_request,
+)
 
 
 class Kind(StrEnum):
@@ -90,21 +95,36 @@ def classify(raw: bytes, *, own_addresses: frozenset[str] = frozenset(),
 def _decide(mail: Mail, own: frozenset[str], now: datetime | None) -> Verdict:
     if mail.sender is not None and mail.sender in own:
         return Verdict(Kind.UNRELATED, "from our own address")
+    text = new_text(body(mail))
+    receipt = automail.read_receipt(mail, text)
+    if receipt is not None:
+        return Verdict(Kind.AUTO_REPLY, receipt.reason, subkind=receipt.subkind)
+    if not mail.attaches("text/x-delivery-status"):
+        challenge = automail.challenge(mail, text)
+        if challenge is not None:
+            return Verdict(Kind.AUTO_REPLY, challenge.reason, subkind=challenge.subkind)
     found = _report(mail)
     if found is not None:
         return found
+    automatic = automail.auto_headers(mail)
+    if automatic is not None and one_tap_unsubscribe(mail):
+        return Verdict(Kind.UNSUBSCRIBE, f"one-tap unsubscribe {mail.subject[:40]!r} "
+                       f"({automatic})")
     listed = automail.mailing_list(mail)
     if listed is not None:
         return Verdict(Kind.UNRELATED, listed)
-    auto = automail.auto_reply(mail)
+    auto = automail.auto_reply(mail, text)
     if auto is not None:
-        text = f"{mail.subject}\n{new_text(body(mail))}"
-        return Verdict(Kind.AUTO_REPLY, auto.reason, subkind=auto.subkind,
-                       return_date=return_date(text, now))
+        back = return_date(f"{mail.subject}\n{text}", now) \
+            if auto.subkind == "out_of_office" else None
+        return Verdict(Kind.AUTO_REPLY, auto.reason, subkind=auto.subkind, return_date=back)
     if mail.sender is None:
         return Verdict(Kind.UNRELATED, "no sender address")
     if bounce.from_mail_system(mail):
         return Verdict(Kind.UNRELATED, "notice from a mail system that reports no failure")
+    bulk = automail.newsletter(mail, "\n".join(mail.texts("text/plain", "text/html")))
+    if bulk is not None:
+        return Verdict(Kind.UNRELATED, bulk)
     request = unsubscribe_request(mail)
     if request is not None:
         return Verdict(Kind.UNSUBSCRIBE, request)

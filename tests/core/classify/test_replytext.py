@@ -52,3 +52,47 @@ def test_reply_that_only_quotes_our_unsubscribe_footer_is_a_reply(body):
 def test_new_text_drops_quoted_history():
     body = "Yes.\n\nOn Mon, Dec 1, 2025 at 10:00 Dana <dana@example.com>\nwrote:\n> old\n"
     assert new_text(body) == "Yes."
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Please don't unsubscribe me, I want the next one too.",
+        "Do not remove me from your list, this is useful.",
+        "I didn't want to unsubscribe, it was my colleague.",
+        "Please remove me from the cc, Jo handles this now.",
+        "Take me off this thread please; Jo will answer.",
+        "Can you remove me from the email chain? Thanks.",
+        "Thanks, sounds good! From: Dana Reyes <dana@example.com> Sent: Monday, November 17, "
+        "2025 10:00 To: Sam Subject: Thanks for stopping by Hi Sam, ... Not interested? Reply "
+        '"unsubscribe" or visit https://example.com/u/1',
+        "Great, talk Thursday. On Mon, Nov 17, 2025 at 10:00 AM Dana <dana@example.com> wrote: "
+        'Not interested? Reply "unsubscribe" or visit https://example.com/u/1',
+        'Not interested? Reply "unsubscribe" or visit https://example.com/u/1 -- kidding, '
+        "send the pricing.",
+    ],
+)
+def test_negated_cc_and_quoted_opt_outs_are_replies(body):
+    assert reply_with(body).kind is Kind.REPLY
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["Please unsubscribe me.", "Not interested, remove me from your mailing list.",
+     "Stop emailing me.", "Do not contact me again.", "No more emails please.",
+     "How do I unsubscribe?", "Bitte tragen Sie mich aus.", "Désinscrivez-moi s'il vous plaît."],
+)
+def test_a_positive_request_is_an_unsubscribe(body):
+    assert reply_with(body + QUOTE).kind is Kind.UNSUBSCRIBE
+
+
+def test_a_newsletter_without_list_fields_is_not_an_unsubscribe_request():
+    from tests.core.classify.mails import mail, read
+
+    raw = mail("From: Vendor News <news@vendor.example>\nSubject: Our November news",
+               "Hello!\n\nHere is what is new this month.\n\nView this email in your browser: "
+               "https://vendor.example/v\nYou are receiving this email because you signed up.\n"
+               "Unsubscribe\n")
+    verdict = read(raw)
+    assert verdict.kind is Kind.UNRELATED
+    assert verdict.reason.startswith("newsletter without List-* fields")
