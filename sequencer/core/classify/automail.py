@@ -34,7 +34,7 @@ _OOO_SUBJECT_RE = re.compile(
     # en
     r"auto(?:matic|mated)?[- ]?(?:reply|response|answer)|autoreply|out[- ]of[- ](?:the[- ])?"
     r"office|ooo|away from (?:the |my )?(?:office|desk)|on (?:vacation|holiday|leave)|"
-    r"(?:vacation|holiday|absence|away) (?:reply|notice|message)|annual leave|"
+    r"(?:vacation|holiday|absence|away) (?:reply|notice|message)|annual leave|away:|"
     # de
     r"abwesenheitsnotiz|abwesend|abwesenheit|automatische (?:rück)?antwort|autom\. antwort|"
     r"nicht im büro|au(?:ß|ss)er haus|im urlaub|urlaub|"
@@ -136,7 +136,9 @@ _ABSENT_RE = re.compile(
 # The second hallmark of an out-of-office: someone else for urgent matters, limited access
 # to e-mail, an answer on return.
 _HALLMARK_RE = re.compile(
-    r"(?:urgent|immediate|pressing) (?:matters|assistance|issues|inquiries|enquiries|requests|"
+    r"(?:inbox|mailbox|e-?mail|mails?) (?:is|are|will) not (?:be )?(?:monitored|checked|read|"
+    r"forwarded)|please (?:write|send|contact|e-?mail|reach out|get in touch) (?:to|with) "
+    r"\S+@|(?:urgent|immediate|pressing) (?:matters|assistance|issues|inquiries|enquiries|requests|"
     r"questions)|if (?:it is|it's|this is) urgent|in (?:case of )?(?:an )?(?:urgent|emergenc)|"
     r"(?:limited|no|without) (?:access to )?(?:my )?e-?mail(?: access)?|"
     r"(?:respond|reply|answer|get back to you|return your (?:e-?mail|message)).{0,40}"
@@ -201,7 +203,8 @@ _BULK_RE = re.compile(
     r"receiv(?:e|ed|ing) this (?:e-?mail|message|newsletter) because|(?:manage|update) (?:your )?"
     r"(?:e-?mail )?(?:preferences|subscription)|(?:click|tap) here to unsubscribe|"
     r"to (?:stop receiving|unsubscribe)(?: from)? (?:these|this|our|future)|all rights reserved|"
-    r"©|\bnewsletter\b|im browser (?:ansehen|anzeigen)|newsletter abbestellen|"
+    r"©|\bnewsletter\b|(?m:^[ \t]*unsubscribe[ \t]*(?:\||$))|shop now|"
+    r"im browser (?:ansehen|anzeigen)|newsletter abbestellen|"
     r"se d[ée]sinscrire|darse de baja",
     re.IGNORECASE,
 )

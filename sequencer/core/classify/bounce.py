@@ -53,7 +53,8 @@ _WARNING_RE = re.compile(
     r"has not yet been delivered|not been delivered yet|warning message only|"
     r"delivery (?:to the following recipients? )?(?:has been|is) delayed|"
     r"will (?:continue to )?(?:be )?retr(?:y|ied)|delivery attempts will continue|"
-    r"still (?:trying|being retried)|this is a warning|delayed mail|message delayed",
+    r"still (?:trying|being retried)|this is a warning|delayed mail|message delayed|"
+    r"(?:will|shall) continue to (?:try|attempt)|has been postponed|delivery warning",
     re.IGNORECASE,
 )
 _ORIGINAL_MARKERS_RE = re.compile(
@@ -72,13 +73,21 @@ FAILURE_TEXT_RE = re.compile(
     re.IGNORECASE,
 )
 _FAILED_WORDS_RE = re.compile(
-    r"fail|undeliver|(?:unable|could ?n[o']t|cannot|can't) (?:be )?deliver|did not reach|"
+    r"fail|postpone|warning|quota|full|undeliver|(?:unable|could ?n[o']t|cannot|can't) "
+    r"(?:be )?deliver|did not reach|"
     r"not (?:been )?delivered|reject|returned|error|unknown|invalid|no such|no valid|bounce|"
     r"exceed|expired|denied|refused|blocked|delay|not found|does not exist|"
     r"配信|送信できません|届きません|不明|エラー|не может быть доставлено|недоставлен",
     re.IGNORECASE,
 )
+# A notice written by a system that is not named like one (a virus scanner, a gateway).
+_NOTICE_TEXT_RE = re.compile(
+    r"(?:your |the |this )?message\b.{0,80}?\b(?:could ?n[o']t|can ?not|was ?n[o']t|has not been)"
+    r" (?:be )?deliver(?:ed)? to|(?:could ?n[o']t|unable to|can ?not) deliver (?:your |the |this )?"
+    r"message to|did not reach the following recipient|delivery to the following recipients? "
+    r"(?:failed|has been delayed)|n'a pas pu [êe]tre d[ée]livr[ée]", re.IGNORECASE | re.DOTALL)
 _ERROR_CODE_RE = re.compile(r"(?<![\d.])[45]\.\d{1,3}\.\d{1,3}(?![\d.])|(?:^|[\s:(\[])[45]\d\d[ -]")
+_SUCCESS = ("delivered", "deliverable", "relayed", "expanded")
 _BENIGN_RE = re.compile(r"(?<![\d.])2\.\d{1,3}\.\d{1,3}")
 
 
@@ -133,7 +142,8 @@ def read(mail: Mail) -> Bounce | Delivered | None:
         return Delivered("delivery report: delivered or relayed",
                          original_message_id(mail.parts, full_text))
     if not reports and not (_returns_message(mail, notice) or _unknown_address_reply(mail, notice)
-                            or (from_mail_system(mail) and _says_failed(mail, notice))):
+                            or (from_mail_system(mail) and _says_failed(mail, notice))
+                            or _notice_by_another_name(mail, notice)):
         return None
     if failures:
         failure = failures[0]
@@ -175,6 +185,12 @@ def _says_failed(mail: Mail, notice: str) -> bool:
             or _FAILED_WORDS_RE.search(mail.subject) is not None
             or _FAILED_WORDS_RE.search(notice) is not None
             or _ERROR_CODE_RE.search(notice) is not None)
+
+
+def _notice_by_another_name(mail: Mail, notice: str) -> bool:
+    """A failure subject and "your message could not be delivered to" in the text."""
+    return (BOUNCE_SUBJECT_RE.search(mail.subject) is not None
+            and _NOTICE_TEXT_RE.search(notice[:5_000]) is not None)
 
 
 def _unknown_address_reply(mail: Mail, notice: str) -> bool:
@@ -223,9 +239,8 @@ def dsn_fields(part: Message) -> list[dict[str, str]]:
 
 def delivered(blocks: Iterable[dict[str, str]]) -> bool:
     """Does a DSN report a success (delivered, relayed, expanded, 2.x.x) for a recipient?"""
-    return any(block.get("action", "").lower().startswith(("delivered", "relayed", "expanded"))
-               or (not block.get("action") and block.get("status", "").startswith("2."))
-               for block in blocks)
+    return any(block.get("action", "").lower().startswith(_SUCCESS)
+               or block.get("status", "").startswith("2.") for block in blocks)
 
 
 def failures_from_blocks(blocks: Iterable[dict[str, str]], context: str = "") -> list[Failure]:
@@ -241,9 +256,7 @@ def failures_from_blocks(blocks: Iterable[dict[str, str]], context: str = "") ->
         diagnostic = block.get("diagnostic-code", "")
         if not (action or status or diagnostic):
             continue
-        if action in ("delivered", "relayed", "expanded"):
-            continue
-        if not action and status.startswith("2"):
+        if action.startswith(_SUCCESS) or status.startswith("2"):
             continue
         who = block.get("final-recipient") or block.get("original-recipient") or ""
         recipient = bare_address(who)

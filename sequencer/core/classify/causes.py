@@ -24,6 +24,8 @@ Severity = Literal["hard", "soft"]
 HARD_CAUSES = frozenset({"userunknown", "hostunknown", "hasmoved"})
 
 _STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
+_SAID_STATUS_RE = re.compile(
+    r"(?<![\d.])([245]\d\d)[ -]['\"]?([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
 _REPLY_RE = re.compile(r"(?<![\w.-])([245])(\d\d)(?=[\s\-:;,.)\]'\"]|$)")
 _COMMAND_RE = re.compile(
     r"in reply to (?P<p>rcpt to|end of data|data|mail from|helo|ehlo)\b"
@@ -131,7 +133,14 @@ _DECISIVE: tuple[tuple[str, re.Pattern[str]], ...] = (
 # Tier 2: the address is unknown. Strong phrases decide alone; the plain "user unknown"
 # words need a status or the RCPT stage (after DATA they are a content filter's words).
 _USER_STRONG = _words(
-    r"not listed in", r"recipient name is not recognized", r"no valid recipients",
+    r"not listed in", r"(?:adresse|destinataire|utilisateur|compte|bo[îi]te)[^.]{0,60}n'existe pas",
+    r"(?:direcci[oó]n|usuario|cuenta|destinatario|buz[oó]n)[^.]{0,60}no existe",
+    r"(?:indirizzo|utente|casella|destinatario)[^.]{0,60}non esiste",
+    r"(?:adres|gebruiker|mailbox|postbus)[^.]{0,60}bestaat niet",
+    r"(?:adresse|empf[äa]nger|benutzer|postfach|konto)[^.]{0,60}(?:existiert nicht|gibt es nicht)",
+    r"did not (?:exactly )?match (?:an? |any )?\S+ (?:e-?mail )?address",
+    r"no match(?:es)? (?:to|for|in) (?:the )?(?:nameserver|directory|name)",
+    r"recipient name is not recognized", r"no valid recipients",
     r"invalid .{0,20}user ?id", r"doesn'?t have an? \S+ account", r"recip(?:ient)?notfound",
     r"account that you tried to reach does not exist", r"address (?:could ?n[o']t be|cannot be) "
     r"found", r"address not found", r"no such person", r"there is no one at this address",
@@ -148,9 +157,12 @@ _USER = _words(
     r"no account by that", r"recipient not found", r"addressee unknown", r"unrouteable address",
     r"not our customer", r"user not active", r"recipient is not local",
     r"recipient (?:is )?not accepted", r"destinataire invalide", r"utilisateur inconnu",
-    r"nessun utente", r"no existe", r"existiert nicht", r"adresse (?:nicht gefunden|unbekannt)",
+    r"nessun utente", r"adresse (?:nicht gefunden|unbekannt)",
     r"benutzer unbekannt", r"unbekannte?r? (?:empfänger|benutzer)", r"bad address",
     r"address error", r"(?:recipient|user) is invalid", r"mailbox (?:name )?(?:is )?invalid")
+# A notice quotes the returned message's subject: its words are not the failure's.
+_SUBJECT_LINE_RE = re.compile(r"(?im)^[ \t]*(?:subject|betreff|objet|asunto|oggetto|onderwerp)"
+                              r"[ \t]*:.*$")
 _NO_ADDRESS_USER = re.compile(r"\b5\d\d :\s*user unknown")  # Japanese carriers, after DATA
 # Tier 3: words that say more than the status (a 5.1.1 that says "blacklisted" is a block).
 _SPECIFIC: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -161,6 +173,7 @@ _SPECIFIC: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"nxdomain", r"host not found", r"could not be resolved", r"invalid domain",
         r"not a valid domain", r"couldn'?t find any host", r"bad destination system")),
     ("networkerror", _words(r"malformed or unexpected name server", r"routing loop",
+                            r"name service error.{0,80}try again",
                             r"hop count", r"too many hops", r"loop detected")),
     ("blocked", _words(
         r"blocked", r"black ?list", r"block ?list", r"\bbanned\b", r"deny ?list", r"\brbl\b",
@@ -202,10 +215,16 @@ _GENERAL: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 
 def status_code(text: str) -> str | None:
-    """The most telling RFC 3463 code in ``text``: the first that is not ``x.0.0``."""
-    found = [".".join(m.groups()) for m in _STATUS_RE.finditer(text[:20_000])]
-    specific = [code for code in found if not code.endswith(".0.0")]
-    return next(iter(specific or found), None)
+    """The most telling RFC 3463 code in ``text``: one a server said after its reply code
+    (``550-'5.7.1``) first, then the first that is not ``x.0.0``."""
+    text = text[:20_000]
+    said = [".".join(m.groups()[1:]) for m in _SAID_STATUS_RE.finditer(text)]
+    found = [".".join(m.groups()) for m in _STATUS_RE.finditer(text)]
+    for codes in (said, found):
+        specific = [code for code in codes if not code.endswith(".0.0")]
+        if specific:
+            return specific[0]
+    return next(iter(said or found), None)
 
 
 def reply_code(text: str) -> str | None:
@@ -256,7 +275,7 @@ def cause_of(status: str, text: str, action: str = "", command: str = "",
 
     ``reported``: the failure comes from an RFC 3464 report, not from a notice's prose.
     """
-    words = re.sub(r"\s+", " ", text[:20_000]).lower()
+    words = re.sub(r"\s+", " ", _SUBJECT_LINE_RE.sub("", text[:20_000])).lower()
     code = _best_code(status, words)
     by_code = _by_status(code)
     if words.startswith("x-unix;"):
@@ -268,7 +287,8 @@ def cause_of(status: str, text: str, action: str = "", command: str = "",
         return "blocked" if _BLOCKED.search(words) or command == "EHLO" else "rejected"
     if _USER_STRONG.search(words):
         return "userunknown"
-    if _USER.search(words):
+    policy_code = code[2:4] == "7." and command != "RCPT"   # x.7.x: refused by policy
+    if _USER.search(words) and not policy_code:
         if by_code == "userunknown":
             return by_code
         if command == "DATA" or _NO_ADDRESS_USER.search(words):

@@ -126,7 +126,10 @@ _REQUEST_RE = re.compile(
     r"\bd[ée]sabonnez[- ]moi\b|\bretirez[- ]moi\b|\bne plus recevoir\b|"
     r"\b(?:darme|dame|denme)\s+de\s+baja\b|\bquiero\s+darme\s+de\s+baja\b|"
     r"\bcancelar\s+(?:mi\s+)?suscripci[oó]n\b|\bno\s+me\s+env[ií]e(?:n)?\s+m[aá]s\b|"
-    r"\bcancellatemi\b|\bcancellami\b|\brimuovetemi\b|\bschrijf\s+me\s+uit\b|"
+    r"\bdej(?:en|e|a)\s+de\s+(?:enviarme|escribirme|mandarme)\b|\bparem\s+de\s+me\s+enviar\b|"
+    r"\bsmettete\s+di\s+(?:inviarmi|scrivermi)\b|\barr[êe]tez\s+de\s+m'(?:envoyer|[ée]crire)\b|"
+    r"\bh[öo]ren\s+sie\s+auf,?\s+mir\b|\bcancellatemi\b|\bcancellami\b|\brimuovetemi\b|"
+    r"\bschrijf\s+me\s+uit\b|"
     r"\bverwijder\s+mij\b|\bremova[- ]me\b|\bdescadastr(?:e-me|ar)\b|配信停止|"
     r"отпишите|отписаться",
     re.IGNORECASE,

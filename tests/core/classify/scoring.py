@@ -46,8 +46,11 @@ class Score:
     bounces: int = 0
     severity_agrees: int = 0
     replies: int = 0
-    replies_misread: list[str] = field(default_factory=list)
-    wrong: list[str] = field(default_factory=list)
+    replies_misread: int = 0
+    # What was read wrong, by file: kept only for mail that may be tuned on (never for
+    # the held-out set, whose files nobody looks at while tuning).
+    detailed: bool = True
+    wrong: list[str] = field(default_factory=list, repr=False)
 
     @property
     def kinds_share(self) -> float:
@@ -62,29 +65,32 @@ class Score:
         right = verdict.kind.value == row.kind
         self.kinds_right += right
         if not right:
-            self.wrong.append(f"{row.name}: {row.kind} read as {verdict.kind.value} "
-                              f"({verdict.reason})")
+            self._note(f"{row.name}: {row.kind} read as {verdict.kind.value} ({verdict.reason})")
         if row.kind == "bounce":
             self.bounces += 1
             agrees = verdict.bounce == row.bounce
             self.severity_agrees += agrees
             if right and not agrees:
-                self.wrong.append(f"{row.name}: {row.bounce} ({row.cause}) read as "
-                                  f"{verdict.bounce} ({verdict.cause})")
+                self._note(f"{row.name}: {row.bounce} ({row.cause}) read as {verdict.bounce} "
+                           f"({verdict.cause})")
         if row.kind == "reply":
             self.replies += 1
-            if not right:
-                self.replies_misread.append(row.name)
+            self.replies_misread += not right
+
+    def _note(self, line: str) -> None:
+        if self.detailed:
+            self.wrong.append(line)
 
     def line(self, label: str) -> str:
         return (f"{label}: {self.messages} messages, kinds right {self.kinds_right}/"
                 f"{self.messages} = {self.kinds_share:.1%}, hard/soft agrees "
                 f"{self.severity_agrees}/{self.bounces} = {self.severity_share:.1%}, human "
-                f"replies misread {len(self.replies_misread)}/{self.replies}")
+                f"replies misread {self.replies_misread}/{self.replies}")
 
 
-def score(rows: Iterable[Labelled]) -> Score:
-    result = Score()
+def score(rows: Iterable[Labelled], detailed: bool = True) -> Score:
+    """The figures for ``rows``; ``detailed=False`` keeps no file names (held-out mail)."""
+    result = Score(detailed=detailed)
     for row in rows:
         result.add(row, verdict_of(row))
     return result
