@@ -47,6 +47,8 @@ class Score:
     severity_agrees: int = 0
     replies: int = 0
     replies_misread: int = 0
+    dated: int = 0           # out-of-office replies whose label states a full return date
+    dates_right: int = 0
     # What was read wrong, by file: kept only for mail that may be tuned on (never for
     # the held-out set, whose files nobody looks at while tuning).
     detailed: bool = True
@@ -76,6 +78,11 @@ class Score:
         if row.kind == "reply":
             self.replies += 1
             self.replies_misread += not right
+        if row.return_date is not None:
+            self.dated += 1
+            self.dates_right += verdict.return_date == row.return_date
+            if verdict.return_date != row.return_date:
+                self._note(f"{row.name}: back {row.return_date} read as {verdict.return_date}")
 
     def _note(self, line: str) -> None:
         if self.detailed:
@@ -85,7 +92,8 @@ class Score:
         return (f"{label}: {self.messages} messages, kinds right {self.kinds_right}/"
                 f"{self.messages} = {self.kinds_share:.1%}, hard/soft agrees "
                 f"{self.severity_agrees}/{self.bounces} = {self.severity_share:.1%}, human "
-                f"replies misread {self.replies_misread}/{self.replies}")
+                f"replies misread {self.replies_misread}/{self.replies}, return dates right "
+                f"{self.dates_right}/{self.dated}")
 
 
 def score(rows: Iterable[Labelled], detailed: bool = True) -> Score:
