@@ -339,25 +339,59 @@ def _print_summary(application, counts, as_json: bool) -> None:  # type: ignore[
 def classify(
     files: Annotated[list[Path], typer.Argument(help=".eml files")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: ConfigOpt = None,
+    now: Annotated[Optional[str], typer.Option(  # noqa: UP045 - typer needs Optional
+        "--now", help="read as of this instant (ISO 8601; default: the clock)")] = None,
 ) -> None:
-    """How the watcher reads a message: reply, auto_reply, bounce, complaint, unsubscribe…"""
-    from sequencer.core.classify import classify as read
+    """How the watcher reads a message: reply, auto_reply, bounce, complaint, unsubscribe…
 
-    results = []
+    Read exactly as the watcher reads it: our own mailbox addresses from the settings (when
+    there are any), the clock, and a file over the watcher's size budget cut the way the
+    watcher cuts it (its header and the first 64 KiB of its body), with an error naming it.
+    """
+    from datetime import UTC, datetime
+
+    from sequencer.config import load_settings
+    from sequencer.mail.maildir import read_message
+    from sequencer.mail.watching import DEFAULT_MAX_BYTES, TRUNCATED_BODY_BYTES
+    from sequencer.usecases.receiving import read
+
+    try:
+        settings = load_settings(config)
+    except SequencerError as err:
+        raise _fail(str(err)) from err
+    when = datetime.now(UTC)
+    if now is not None:
+        try:
+            when = datetime.fromisoformat(now.replace("Z", "+00:00"))
+        except ValueError:
+            raise typer.BadParameter(f"{now!r} is not an ISO 8601 instant",
+                                     param_hint="--now") from None
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    failed = False
     for path in files:
         try:
-            raw = path.read_bytes()
+            raw, truncated = read_message(path, DEFAULT_MAX_BYTES)
         except OSError as err:
-            raise _fail(f"{path}: {err.strerror}") from err
-        verdict = read(raw)
-        results.append(verdict.as_dict(str(path)))
-        if not as_json:
-            extra = f" {verdict.bounce}" if verdict.bounce else ""
-            who = f" {verdict.recipient}" if verdict.recipient else ""
-            typer.echo(f"{path}: {verdict.kind.value}{extra}{who} — {verdict.reason}")
-    if as_json:
-        for item in results:
-            typer.echo(json.dumps(item, ensure_ascii=False))
+            typer.echo(f"error: {path}: {err.strerror or err}", err=True)
+            failed = True
+            continue
+        if truncated:
+            typer.echo(f"error: {path}: larger than the watcher's {DEFAULT_MAX_BYTES // 2**20} "
+                       f"MiB budget; read as the watcher reads it: its header and the first "
+                       f"{TRUNCATED_BODY_BYTES // 1024} KiB of its body", err=True)
+            failed = True
+        verdict = read(raw, settings, when)
+        if as_json:
+            typer.echo(json.dumps(verdict.as_dict(str(path)), ensure_ascii=False))
+            continue
+        extra = f" {verdict.bounce}" if verdict.bounce else ""
+        sub = f" ({verdict.subkind})" if verdict.subkind else ""
+        who = f" {verdict.recipient}" if verdict.recipient else ""
+        back = f" back {verdict.return_date.isoformat()}" if verdict.return_date else ""
+        typer.echo(f"{path}: {verdict.kind.value}{extra}{sub}{who}{back} — {verdict.reason}")
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

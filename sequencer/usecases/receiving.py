@@ -11,6 +11,7 @@ import logging
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from sequencer.config import Settings
 from sequencer.core import machine, schedule, timing
 from sequencer.core.addresses import address_key
 from sequencer.core.classify import Kind, Verdict, classify
@@ -42,10 +43,18 @@ def meaning(verdict: Verdict) -> machine.Inbound | None:
     return _MEANING.get(verdict.kind)
 
 
-def own_addresses(app: Workspace) -> frozenset[str]:
+def own_addresses(settings: Settings) -> frozenset[str]:
     """Our mailboxes' addresses, as written and as keys (an IDN domain as its A-label)."""
-    mine = [mb.sender_address for mb in app.settings.mailboxes.values()]
+    mine = [mb.sender_address for mb in settings.mailboxes.values()]
     return frozenset(mine) | frozenset(address_key(address) for address in mine)
+
+
+def read(raw: bytes, settings: Settings, now: datetime) -> Verdict:
+    """How the watcher reads one message: with our own addresses and the clock.
+
+    ``sequencer classify`` calls this too, so it says what the watcher would have done.
+    """
+    return classify(raw, own_addresses=own_addresses(settings), now=now)
 
 
 def handle(app: Workspace, mailbox: str, message: Inbound) -> EventRecord | None:
@@ -62,7 +71,7 @@ def handle(app: Workspace, mailbox: str, message: Inbound) -> EventRecord | None
 
 def _handle(app: Workspace, mailbox: str, message: Inbound) -> EventRecord | None:
     now = app.clock()
-    verdict = classify(message.raw, own_addresses=own_addresses(app), now=now)
+    verdict = read(message.raw, app.settings, now)
     key = verdict.message_id or "sha256:" + hashlib.sha256(message.raw).hexdigest()
     what = meaning(verdict)
     if what is None:

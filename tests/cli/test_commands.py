@@ -37,21 +37,69 @@ def test_classify_prints_each_verdict_and_json_objects(tmp_path: Path) -> None:
     run = [sys.executable, "-m", "sequencer", "classify"]
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
     text = subprocess.run([*run, str(bounce), str(ooo), str(reply_file)], capture_output=True,
-                          text=True, env=env, timeout=60)
+                          text=True, env=env, timeout=60, cwd=tmp_path)
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
-    assert lines[0].startswith(f"{bounce}: bounce hard")
+    assert lines[0].startswith(f"{bounce}: bounce hard (failure)")
+    assert "cause: userunknown" in lines[0]
     assert lines[1].startswith(f"{ooo}: auto_reply")
     assert lines[2].startswith(f"{reply_file}: reply")
     out = subprocess.run([*run, "--json", str(bounce), str(ooo)], capture_output=True,
-                         text=True, env=env, timeout=60)
+                         text=True, env=env, timeout=60, cwd=tmp_path)
     first, second = (json.loads(line) for line in out.stdout.splitlines())
     assert first["file"] == str(bounce) and first["kind"] == "bounce"
-    assert first["bounce"] == "hard" and "@" in first["recipient"] and first["reason"]
+    assert first["bounce"] == "hard" and first["cause"] == "userunknown"
+    assert "@" in first["recipient"] and first["reason"] and first["subkind"] == "failure"
     assert second["kind"] == "auto_reply"
-    missing = subprocess.run([*run, str(tmp_path / "nope.eml")], capture_output=True,
-                             text=True, env=env, timeout=60)
+    missing = subprocess.run([*run, str(tmp_path / "nope.eml"), str(bounce)],
+                             capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
     assert missing.returncode == 1 and "nope.eml" in missing.stderr
+    assert missing.stdout.startswith(f"{bounce}: bounce hard"), "the other files are still read"
+
+
+def test_classify_reads_a_message_as_the_watcher_does(tmp_path: Path) -> None:
+    """Our own addresses come from sequencer.yaml and "Thursday, December 3" is read
+    against the clock (``--now``), as the watcher reads them."""
+    wd = make_workdir(tmp_path / "wd", 2525)
+    ours = wd.write("ours.eml", "From: Dana Reyes <DANA@example.com>\nSubject: Re: hi\n\n"
+                    "unsubscribe\n")
+    ooo = wd.write("ooo.eml", "From: sam@prospect.example\nSubject: Out of office\n"
+                   "Auto-Submitted: auto-replied\n\nI am away until Thursday, December 3.\n")
+    out = wd.cli("classify", "--json", "--now", "2026-11-23T10:00:00Z", str(ours), str(ooo),
+                 check=True)
+    first, second = (json.loads(line) for line in out.stdout.splitlines())
+    assert (first["kind"], first["reason"]) == ("unrelated", "from our own address")
+    assert (second["kind"], second["return_date"]) == ("auto_reply", "2026-12-03")
+    bare = subprocess.run([sys.executable, "-m", "sequencer", "classify", "--json", "--now",
+                           "2026-11-23T10:00:00Z", str(ours)], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=60,
+                          cwd=tmp_path)
+    assert json.loads(bare.stdout)["kind"] == "unsubscribe", "no settings: nothing is ours"
+    bad = wd.cli("classify", "--now", "next tuesday", str(ooo))
+    assert bad.returncode == 2 and "--now" in bad.stderr
+
+
+def test_classify_reads_a_3_gb_file_within_the_watchers_budget_and_says_so(
+        tmp_path: Path) -> None:
+    """X14: a 3 GB file is read as the watcher reads it (header + 64 KiB), never whole."""
+    huge = tmp_path / "huge.eml"
+    with huge.open("wb") as out:
+        out.write(b"From: sam@prospect.example\r\nSubject: Re: hi\r\n\r\nThanks!\r\n")
+        out.seek(3 * 2**30)
+        out.write(b"\r\n")        # sparse: 3 GB on paper, a few blocks on disk
+    probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], "
+             "capture_output=True, text=True); print(r.returncode); print(r.stdout, end=''); "
+             "print(r.stderr, end='', file=sys.stderr); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    result = subprocess.run(
+        [sys.executable, "-c", probe, sys.executable, "-m", "sequencer", "classify", str(huge)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    code, verdict, peak_kib = result.stdout.splitlines()
+    assert code == "1"
+    assert verdict.startswith(f"{huge}: reply")
+    assert f"error: {huge}: larger than the watcher's 10 MiB budget" in result.stderr
+    assert int(peak_kib) < 200 * 1024, f"peak RSS {int(peak_kib) // 1024} MiB"
 
 
 def test_preview_renders_every_step_for_an_enrolled_prospect(tmp_path: Path,
