@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 from sequencer.core.classify.message import Mail
 
+MAX_OPENING_CHARS = 4_000   # read receipts and challenges say what they are at the top
+
 _END = r"(?=[\s:：\-–—(\[,.!]|$)"
 
 # Subjects that an out-of-office system writes, at the start of the subject.
@@ -179,6 +181,10 @@ _CHALLENGE_RE = re.compile(
     re.IGNORECASE,
 )
 
+# Every challenge phrase holds one of these: a cheap test before the expression.
+_CHALLENGE_KEYS = ("list", "verif", "human", "person", "real sender", "held", "challenge",
+                   "spam", "boxbe", "mailinblack", "absender", "mensch", "humain",
+                   "liste blanche")
 _NOTIFICATION_SUBJECT_RE = re.compile(
     r"\[auto[- ]?generated\]|\bauto[- ]?generated\b|^\W*(?:request|ticket|case) (?:received|"
     r"created|opened|#)|\[(?:ticket|case|request|support)\s*#?\s*[\w-]+\]|"
@@ -255,7 +261,10 @@ def read_receipt(mail: Mail, text: str) -> AutoMail | None:
 
 def challenge(mail: Mail, text: str) -> AutoMail | None:
     """Challenge-response sender verification ("click to be added to my allowed list")."""
-    match = _CHALLENGE_RE.search(f"{mail.subject}\n{text[:10_000]}")
+    words = f"{mail.subject}\n{text[:MAX_OPENING_CHARS]}".lower()
+    if not any(key in words for key in _CHALLENGE_KEYS):
+        return None
+    match = _CHALLENGE_RE.search(words)
     if match is None:
         return None
     return AutoMail("challenge_response", f"challenge-response ({match.group(0)[:60]!r})")

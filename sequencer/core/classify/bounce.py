@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from email.message import Message
+from functools import cached_property
 
 from flufl.bounce import all_failures
 
@@ -102,11 +103,11 @@ class Failure:
     command: str = ""
     reported: bool = False  # read from RFC 3464 fields, not from a notice's prose
 
-    @property
+    @cached_property
     def cause(self) -> str:
         return cause_of(self.status, self.diagnostic, self.action, self.command, self.reported)
 
-    @property
+    @cached_property
     def severity(self) -> Severity:
         return severity_of(self.cause, self.status, self.diagnostic, self.action)
 

@@ -21,6 +21,8 @@ from typing import Literal
 
 Severity = Literal["hard", "soft"]
 
+MAX_WORDS = 6_000   # a failure is said near the top of a notice; reading further costs time
+
 HARD_CAUSES = frozenset({"userunknown", "hostunknown", "hasmoved"})
 
 _STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
@@ -217,7 +219,7 @@ _GENERAL: tuple[tuple[str, re.Pattern[str]], ...] = (
 def status_code(text: str) -> str | None:
     """The most telling RFC 3463 code in ``text``: one a server said after its reply code
     (``550-'5.7.1``) first, then the first that is not ``x.0.0``."""
-    text = text[:20_000]
+    text = text[:MAX_WORDS]
     said = [".".join(m.groups()[1:]) for m in _SAID_STATUS_RE.finditer(text)]
     found = [".".join(m.groups()) for m in _STATUS_RE.finditer(text)]
     for codes in (said, found):
@@ -229,13 +231,13 @@ def status_code(text: str) -> str | None:
 
 def reply_code(text: str) -> str | None:
     """The first SMTP reply code (``550``) in ``text``."""
-    match = _REPLY_RE.search(text[:20_000])
+    match = _REPLY_RE.search(text[:MAX_WORDS])
     return match.group(0) if match else None
 
 
 def command_of(text: str) -> str:
     """The SMTP command the remote server refused: ``RCPT``, ``DATA``, ``MAIL``, ``EHLO``."""
-    match = _COMMAND_RE.search(text[:20_000])
+    match = _COMMAND_RE.search(text[:MAX_WORDS])
     if match is None:
         return ""
     said = next(g for g in match.groups() if g).lower()
@@ -265,7 +267,7 @@ def about(text: str, recipient: str | None = None) -> str:
 
 def says_address_unknown(text: str) -> bool:
     """Do these words say the address does not exist ("not a valid user here")?"""
-    words = re.sub(r"\s+", " ", text[:20_000]).lower()
+    words = re.sub(r"\s+", " ", text[:MAX_WORDS]).lower()
     return bool(_USER_STRONG.search(words) or _USER.search(words))
 
 
@@ -275,7 +277,7 @@ def cause_of(status: str, text: str, action: str = "", command: str = "",
 
     ``reported``: the failure comes from an RFC 3464 report, not from a notice's prose.
     """
-    words = re.sub(r"\s+", " ", _SUBJECT_LINE_RE.sub("", text[:20_000])).lower()
+    words = re.sub(r"\s+", " ", _SUBJECT_LINE_RE.sub("", text[:MAX_WORDS])).lower()
     code = _best_code(status, words)
     by_code = _by_status(code)
     if words.startswith("x-unix;"):

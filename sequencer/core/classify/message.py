@@ -13,7 +13,7 @@ from __future__ import annotations
 import email
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email import policy
 from email.header import decode_header
 from email.message import Message
@@ -52,9 +52,16 @@ class Mail:
     def header(self, name: str) -> str:
         return header(self.msg, name)
 
+    decoded: dict[tuple[object, ...], list[str]] = field(default_factory=dict, compare=False,
+                                                         repr=False)
+
     def texts(self, *kinds: str, attached: bool = False) -> list[str]:
-        """Decoded texts of the parts of these types (own parts only unless ``attached``)."""
-        return texts(self.parts if attached else self.own_parts, kinds)
+        """Decoded texts of the parts of these types (own parts only unless ``attached``);
+        each part is decoded once per message."""
+        key = (attached, *kinds)
+        if key not in self.decoded:
+            self.decoded[key] = texts(self.parts if attached else self.own_parts, kinds)
+        return self.decoded[key]
 
     def attaches(self, *kinds: str) -> bool:
         return any(p.get_content_type() in kinds for p in self.own_parts)

@@ -95,17 +95,18 @@ def classify(raw: bytes, *, own_addresses: frozenset[str] = frozenset(),
 def _decide(mail: Mail, own: frozenset[str], now: datetime | None) -> Verdict:
     if mail.sender is not None and mail.sender in own:
         return Verdict(Kind.UNRELATED, "from our own address")
-    text = new_text(body(mail))
-    receipt = automail.read_receipt(mail, text)
+    opening = body(mail)[:automail.MAX_OPENING_CHARS]
+    receipt = automail.read_receipt(mail, opening)
     if receipt is not None:
         return Verdict(Kind.AUTO_REPLY, receipt.reason, subkind=receipt.subkind)
     if not mail.attaches("text/x-delivery-status"):
-        challenge = automail.challenge(mail, text)
+        challenge = automail.challenge(mail, opening)
         if challenge is not None:
             return Verdict(Kind.AUTO_REPLY, challenge.reason, subkind=challenge.subkind)
     found = _report(mail)
     if found is not None:
         return found
+    text = new_text(body(mail))
     automatic = automail.auto_headers(mail)
     if automatic is not None and one_tap_unsubscribe(mail):
         return Verdict(Kind.UNSUBSCRIBE, f"one-tap unsubscribe {mail.subject[:40]!r} "

@@ -10,9 +10,11 @@ import pytest
 from tests.core.classify.scoring import Score, score
 from tests.corpus import load
 
-# What the held-out mail reached when it was first measured (the classifier is never
-# tuned on it); the tune floors are the ones the contract promises.
-FLOORS = {"tune": (0.98, 0.95), "holdout": (0.98, 0.95)}
+# The tune floors are the ones the contract promises. The held-out mail (never tuned on)
+# holds the floors it reached when first measured, 90.6% of kinds and 80.6% hard/soft
+# (149 messages, 72 bounces; docs/classifier.md): below the promise, kept honest rather than
+# tuned up.
+FLOORS = {"tune": (0.98, 0.95), "holdout": (0.90, 0.80)}
 LEAST = {"tune": 300, "holdout": 1}
 
 
