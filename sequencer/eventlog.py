@@ -27,7 +27,7 @@ _SYMBOL = {
     Event.REPLIED: "←",
     Event.AUTO_REPLY: "~",
     Event.BOUNCED: "↩",
-    Event.DELAYED: "…",
+    Event.DELAYED: "≈",
     Event.UNSUBSCRIBED: "⊘",
     Event.COMPLETED: "✓",
     Event.PAUSED: "‖",

@@ -17,7 +17,6 @@ class EnrollmentState(StrEnum):
     ACTIVE = "active"
     REPLIED = "replied"
     BOUNCED = "bounced"
-    DELAYED = "delayed"  # extension: a mail system is still retrying; nothing failed yet
     UNSUBSCRIBED = "unsubscribed"
     COMPLETED = "completed"
     FAILED = "failed"
