@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 
 from sequencer.core.classify.message import Mail
+from sequencer.core.text import bare_subject
 
 MAX_OPENING_CHARS = 4_000   # read receipts and challenges say what they are at the top
 
@@ -240,7 +241,7 @@ def newsletter(mail: Mail, text: str) -> str | None:
     """A bulk mailing without ``List-*`` fields: not in a thread, with a bulk footer."""
     if mail.msg.get("In-Reply-To") is not None or mail.msg.get("References") is not None:
         return None
-    if re.match(r"^\W*(?:re|aw|sv|fwd?|wg|tr)\s*:", mail.subject, re.IGNORECASE):
+    if bare_subject(mail.subject) != mail.subject:
         return None
     found = {m.group(0).lower() for m in _BULK_RE.finditer(text[:50_000])}
     if len(found) >= 2 or (found and mail.header("Precedence").lower() == "bulk"):

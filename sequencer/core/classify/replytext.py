@@ -11,8 +11,8 @@ import html
 import re
 
 from sequencer.core.classify.message import MAX_TEXT_CHARS, Mail
+from sequencer.core.text import bare_subject
 
-_PREFIX_RE = re.compile(r"^(?:\s*(?:re|aw|sv|fwd?|wg|tr)\s*:\s*)+", re.IGNORECASE)
 
 def body(mail: Mail) -> str:
     """The first plain-text part, else the first HTML part as text."""
@@ -147,7 +147,7 @@ _STOP_RE = re.compile(
 
 def unsubscribe_request(mail: Mail) -> str | None:
     """Why ``mail`` asks to be taken off the list (the reason), or None."""
-    subject = strip_prefixes(mail.subject)
+    subject = bare_subject(mail.subject)
     if _STOP_RE.match(subject):
         return f"unsubscribe request in the subject {subject!r}"
     text = new_text(body(mail))
@@ -168,12 +168,4 @@ def unsubscribe_request(mail: Mail) -> str | None:
 
 def one_tap_unsubscribe(mail: Mail) -> bool:
     """A client's one-tap unsubscribe (Apple Mail's sends the mailto: subject, no Re:)."""
-    return _PREFIX_RE.match(mail.subject) is None and _STOP_RE.match(mail.subject) is not None
-
-
-def strip_prefixes(subject: str) -> str:
-    """The subject without its ``Re:``/``Fwd:`` prefixes."""
-    return _PREFIX_RE.sub("", subject)
-
-
-# --- return dates ----------------------------------------------------------------------
+    return bare_subject(mail.subject) == mail.subject and _STOP_RE.match(mail.subject) is not None
