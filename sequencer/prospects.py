@@ -34,7 +34,7 @@ from sequencer.core.addresses import address_key, mixed_script
 from sequencer.core.schedule import DATE_RANGE
 from sequencer.core.text import has_control
 from sequencer.errors import EnrollError
-from sequencer.templating.templates import BUILTIN_VARIABLES
+from sequencer.templating.templates import BUILTIN_VARIABLES, reserved_column
 
 KNOWN_COLUMNS = ("email", "first_name", "last_name", "company", "timezone", "follow_up_by")
 
@@ -172,6 +172,10 @@ def _header(reader: Any, path: Path, needed: Mapping[str, str | None]) -> list[s
         if name in seen:
             reason = f"duplicate column `{name}` (columns {seen[name]} and {index})"
             raise EnrollError(reason, path, 1)
+        shadow = reserved_column(name)
+        if shadow is not None:
+            raise EnrollError(f"column `{name}` (column {index}) cannot be used: {shadow}; "
+                              "rename it", path, 1)
         seen[name] = index
     if "email" not in seen:
         raise EnrollError("no `email` column in the header row", path, 1)

@@ -223,6 +223,27 @@ def test_duplicate_column_names_are_a_file_error(tmp_path: Path) -> None:
     assert (error.line, error.reason) == (1, "duplicate column `company` (columns 2 and 3)")
 
 
+@pytest.mark.parametrize(("column", "reason"), [
+    ("range", "it would hide the template function range()"),
+    ("dict", "it would hide the template function dict()"),
+    ("namespace", "it would hide the template function namespace()"),
+    ("loop", "it would hide Jinja's own `loop`"),
+    ("caller", "it would hide Jinja's own `caller`"),
+    ("sender", "`sender` is set by sequencer for every email"),
+    ("unsubscribe_url", "`unsubscribe_url` is set by sequencer for every email"),
+])
+def test_a_column_that_would_shadow_a_template_name_is_a_file_error(
+        tmp_path: Path, column: str, reason: str) -> None:
+    error = file_error(csv_file(tmp_path, f"email,first_name,{column}\na@example.org,A,x\n"))
+    assert (error.line, error.reason) == (1, f"column `{column}` (column 3) cannot be used: "
+                                             f"{reason}; rename it")
+
+
+def test_names_are_case_sensitive_so_range_in_capitals_is_a_column(tmp_path: Path) -> None:
+    (prospect,) = read(csv_file(tmp_path, "email,Range\na@example.org,10-20\n"))
+    assert isinstance(prospect, Prospect) and prospect.fields["Range"] == "10-20"
+
+
 def test_unnamed_column_is_a_file_error(tmp_path: Path) -> None:
     error = file_error(csv_file(tmp_path, "email,,x\na@example.org,1,2\n"))
     assert error.reason == "column 2 has no name"

@@ -11,10 +11,12 @@ template is refused at ``validate`` time quickly instead of hanging a worker.
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 import string
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -40,10 +42,14 @@ from sequencer.errors import TemplateError
 
 MAX_OUTPUT = 1 << 20  # characters in one rendered part (subject, text or html)
 MAX_SIZE = 1 << 20  # characters (or items) in any string or list a template builds
-MAX_ITERATIONS = 100_000  # loop iterations in one render, all loops together
+MAX_ITERATIONS = 50_000  # loop iterations in one render, all loops together
 MAX_RANGE = 10_000  # items in one range()
 MAX_WIDTH = 10_000  # a printf/format width or precision
 MAX_INT_BITS = 4_096  # integers a template computes
+MAX_CALLS = 20_000  # filter, test, macro and method calls in one render, all together
+MAX_WORK = 200_000_000  # work units (about a nanosecond each: a character or item that a
+# filter, method, slice, operator, comparison or ``{{ }}`` goes over) in one render
+MAX_CALL_DEPTH = 40  # macro (and method) calls nested inside each other
 _UNDERSCORE_NAME = re.compile(r"_[A-Za-z_]\w*")
 _PRINTF_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _ALLOWED_FILTERS = frozenset(
@@ -57,6 +63,9 @@ _ALLOWED_FILTERS = frozenset(
 )  # fmt: skip
 _BUDGET_FILTER = "sequencer_loop_budget"
 _CONCAT_FILTER = "sequencer_checked_concat"
+_COMPARE_FILTER = "sequencer_charged_compare"
+_SLICE_FILTER = "sequencer_charged_slice"
+_OUTPUT_FILTER = "sequencer_charged_output"
 
 
 class _LimitExceeded(SecurityError):
@@ -64,20 +73,78 @@ class _LimitExceeded(SecurityError):
 
 
 class _Budget:
-    """Loop iterations left in the current render."""
+    """What the current render may still do: loop iterations, calls, work, call depth.
 
-    __slots__ = ("left",)
+    Every cap is a count, not a clock, so a template that passes ``validate`` on one
+    machine passes on every other, and one that is refused is refused everywhere.
+    """
+
+    __slots__ = ("calls", "depth", "left", "work")
 
     def __init__(self) -> None:
         self.left = MAX_ITERATIONS
+        self.calls = MAX_CALLS
+        self.work = MAX_WORK
+        self.depth = 0
 
     def spend(self) -> None:
         self.left -= 1
         if self.left < 0:
             raise _LimitExceeded(f"loops ran more than {MAX_ITERATIONS} iterations")
 
+    def call(self, units: int = 0) -> None:
+        self.calls -= 1
+        if self.calls < 0:
+            raise _LimitExceeded(f"more than {MAX_CALLS} filter, test, macro or method calls")
+        self.charge(units)
+
+    def charge(self, units: int) -> None:
+        self.work -= units
+        if self.work < 0:
+            raise _LimitExceeded(f"more than {MAX_WORK} units of work (filters, methods, "
+                                 "slices, comparisons and output over large values)")
+
 
 _BUDGET: ContextVar[_Budget | None] = ContextVar("sequencer_template_budget", default=None)
+
+
+def _current() -> _Budget:
+    """The render's budget (outside a render, e.g. Jinja folding constants: a fresh one)."""
+    return _BUDGET.get() or _Budget()
+
+
+_SIZED = (str, list, tuple, dict, set, frozenset)
+# Work units per character or item a filter (or test) is given, about a nanosecond each on
+# our machine (measured over 800,000-character strings): most filters are one pass in C;
+# these run Python code per item (a sort key, a regular expression, a generator step).
+_WEIGHTS: Mapping[str, int] = {
+    "groupby": 10_000, "sort": 2_000, "dictsort": 2_000, "unique": 1_000, "max": 500,
+    "min": 500, "striptags": 200, "title": 200, "wordcount": 200, "wordwrap": 200,
+    "select": 200, "reject": 200, "selectattr": 200, "rejectattr": 200, "join": 150,
+    "list": 80, "urlencode": 60, "items": 30, "map": 30, "truncate": 20, "int": 15,
+}  # fmt: skip
+
+
+def _size(value: object) -> int:
+    return len(value) if isinstance(value, _SIZED) else 0
+
+
+def _args_size(args: Iterable[object], kwargs: Mapping[str, object]) -> int:
+    return sum(_size(arg) for arg in args) + sum(_size(arg) for arg in kwargs.values())
+
+
+def _charged(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` (a filter or test) drawing on the render's budget: one call, plus the size of
+    what it is given times its weight. A per-item filter (``map``, ``select``) calls its
+    inner filter or test through the environment, so every item is a call too."""
+    weight = _WEIGHTS.get(name, 5)
+
+    @functools.wraps(func)
+    def charged(*args: Any, **kwargs: Any) -> Any:
+        _current().call(weight * _args_size(args, kwargs))
+        return func(*args, **kwargs)
+
+    return charged
 
 
 def _check_size(size: int, what: str) -> None:
@@ -99,6 +166,8 @@ def _check_str_format(fmt: str) -> None:
 
 
 def _check_binop(operator: str, left: object, right: object) -> None:
+    if any(isinstance(side, int) and side.bit_length() > MAX_INT_BITS for side in (left, right)):
+        raise _LimitExceeded("integer too large")
     if operator == "*":
         _check_multiply(left, right)
     elif operator == "**":
@@ -180,15 +249,51 @@ def _safe_range(*args: int) -> range:
 
 
 def _budgeted(value: Iterable[Any]) -> Iterator[Any]:
-    budget = _BUDGET.get() or _Budget()
+    budget = _current()
     for item in value:
         budget.spend()
         yield item
 
 
+_COMPARISONS: Mapping[str, Callable[[Any, Any], Any]] = {
+    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gteq": operator.ge,
+    "lt": operator.lt, "lteq": operator.le,
+    "in": lambda left, right: left in right, "notin": lambda left, right: left not in right,
+}  # fmt: skip
+
+
+def _slice(value: Any, start: Any, stop: Any, step: Any) -> Any:
+    """``value[start:stop:step]``, charged by the size of ``value`` (Jinja slices directly,
+    not through the sandbox's ``getitem``)."""
+    _current().charge(_size(value))
+    return value[start:stop:step]
+
+
+def _output(value: Any) -> Any:
+    """What ``{{ … }}`` prints, charged by its size: printing into a ``{% set %}`` block is
+    never capped by the output limit, and copying a long string each time is work."""
+    _current().charge(_size(value))
+    return value
+
+
+def _compare(values: list[Any], *ops: str) -> bool:
+    """A (chained) comparison, charged by the size of what it compares (``==`` and ``in``
+    over two long strings go through all of them)."""
+    budget = _current()
+    left = values[0]
+    for op, right in zip(ops, values[1:], strict=True):
+        budget.charge(_size(left) + _size(right))
+        if not _COMPARISONS[op](left, right):
+            return False
+        left = right
+    return True
+
+
 @pass_eval_context
 def _checked_concat(eval_ctx: EvalContext, parts: list[Any]) -> str:
-    _check_size(sum(len(str(part)) for part in parts), "a ~ concatenation")
+    size = sum(len(str(part)) for part in parts)
+    _check_size(size, "a ~ concatenation")
+    _current().charge(size)
     joined: str = markup_join(parts) if eval_ctx.autoescape else str_join(parts)
     return joined
 
@@ -245,15 +350,35 @@ def _format(value: str, *args: Any, **kwargs: Any) -> str:
 class SandboxEnvironment(ImmutableSandboxedEnvironment):
     """The immutable sandbox, plus caps on sizes, widths and integer growth."""
 
-    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    intercepted_binops = frozenset({"*", "**", "+", "-", "%", "//"})
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         _check_binop(operator, left, right)
+        units = _size(left) + _size(right)
+        if operator == "*":  # the copy it makes
+            units += _size(left) * max(right, 0) if isinstance(right, int) else 0
+            units += _size(right) * max(left, 0) if isinstance(left, int) else 0
+        _current().charge(units)
         return super().call_binop(context, operator, left, right)
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         checked = _str_method_call(__obj, args, kwargs)
-        return super().call(__context, __obj, *checked, **kwargs)
+        budget = _current()
+        owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
+        budget.call(_size(owner) + _args_size(checked, kwargs))
+        if budget.depth >= MAX_CALL_DEPTH:
+            raise _LimitExceeded(f"calls nested more than {MAX_CALL_DEPTH} deep (a macro "
+                                 "that calls itself?)")
+        budget.depth += 1
+        try:
+            return super().call(__context, __obj, *checked, **kwargs)
+        finally:
+            budget.depth -= 1
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        if isinstance(argument, slice):
+            _current().charge(_size(obj))
+        return super().getitem(obj, argument)
 
 
 def _make_environment(autoescape: bool) -> SandboxEnvironment:
@@ -266,9 +391,14 @@ def _make_environment(autoescape: bool) -> SandboxEnvironment:
         {
             "join": _join, "replace": _replace, "center": _center, "indent": _indent,
             "wordwrap": _wordwrap, "truncate": _truncate, "format": _format,
-            _BUDGET_FILTER: _budgeted, _CONCAT_FILTER: _checked_concat,
         }
     )  # fmt: skip
+    env.filters.update({name: _charged(name, func) for name, func in env.filters.items()})
+    tests: dict[str, Any] = env.tests
+    tests.update({name: _charged(name, func) for name, func in tests.items()})
+    env.filters.update({_BUDGET_FILTER: _budgeted, _CONCAT_FILTER: _checked_concat,
+                        _COMPARE_FILTER: _compare, _SLICE_FILTER: _slice,
+                        _OUTPUT_FILTER: _output})
     env.globals.clear()
     env.globals.update({"range": _safe_range, "dict": dict, "namespace": Namespace})
     return env
@@ -276,6 +406,8 @@ def _make_environment(autoescape: bool) -> SandboxEnvironment:
 
 TEXT_ENV = _make_environment(autoescape=False)
 HTML_ENV = _make_environment(autoescape=True)
+GLOBALS = frozenset(TEXT_ENV.globals)  # the functions every template may call
+JINJA_NAMES = frozenset({"loop", "caller", "varargs", "kwargs", "self"})  # set by Jinja inside
 
 
 def refuse_unsafe(tree: nodes.Template, path: Path) -> None:
@@ -287,6 +419,32 @@ def refuse_unsafe(tree: nodes.Template, path: Path) -> None:
         reason = _unsafe_reason(node)
         if reason is not None:
             raise TemplateError(reason, path, node.lineno)
+    _refuse_recursive_macros(tree, path)
+
+
+def _refuse_recursive_macros(tree: nodes.Template, path: Path) -> None:
+    """A macro that calls itself, directly or through others, is refused on the line of
+    the call that closes the loop: its work has no bound but the budget."""
+    macros = {macro.name: macro for macro in tree.find_all(nodes.Macro)}
+    calls: dict[str, list[nodes.Call]] = {
+        name: [call for call in macro.find_all(nodes.Call)
+               if isinstance(call.node, nodes.Name) and call.node.name in macros]
+        for name, macro in macros.items()
+    }  # fmt: skip
+    for start in macros:
+        seen: set[str] = set()
+        stack: list[tuple[str, tuple[str, ...]]] = [(start, ())]
+        while stack:
+            name, through = stack.pop()
+            for call in calls[name]:
+                callee = call.node.name  # type: ignore[attr-defined]
+                if callee == start:
+                    via = f" through {', '.join(f'`{m}`' for m in through)}" if through else ""
+                    raise TemplateError(f"macro `{start}` calls itself{via}: recursive macros "
+                                        "are not allowed", path, call.lineno)
+                if callee not in seen:
+                    seen.add(callee)
+                    stack.append((callee, (*through, callee)))
 
 
 def _unsafe_reason(node: nodes.Node) -> str | None:
@@ -306,27 +464,42 @@ def _unsafe_reason(node: nodes.Node) -> str | None:
 
 
 def instrument(tree: nodes.Template) -> None:
-    """Route every loop through the iteration budget and every ``~`` through the size cap."""
+    """Route every loop through the iteration budget, every ``~`` through the size cap and
+    every comparison through the work budget."""
     for loop in tree.find_all(nodes.For):
         loop.iter = _filter_call(loop.iter, _BUDGET_FILTER)
-    _replace_concat(tree)
+    _rewrite_children(tree)
 
 
-def _replace_concat(node: nodes.Node) -> None:
+def _rewrite_children(node: nodes.Node) -> None:
     for field_name in node.fields:
         value = getattr(node, field_name, None)
         if isinstance(value, nodes.Node):
-            setattr(node, field_name, _concat_checked(value))
+            setattr(node, field_name, _rewritten(value))
         elif isinstance(value, list):
-            setattr(node, field_name, [_concat_checked(v) if isinstance(v, nodes.Node) else v
+            setattr(node, field_name, [_rewritten(v) if isinstance(v, nodes.Node) else v
                                        for v in value])  # fmt: skip
 
 
-def _concat_checked(node: nodes.Node) -> nodes.Node:
-    _replace_concat(node)
+def _rewritten(node: nodes.Node) -> nodes.Node:
+    _rewrite_children(node)
     if isinstance(node, nodes.Concat):
         items = nodes.List(list(node.nodes), lineno=node.lineno)
         return _filter_call(items, _CONCAT_FILTER)
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Slice):
+        bounds = [part if part is not None else nodes.Const(None, lineno=node.lineno)
+                  for part in (node.arg.start, node.arg.stop, node.arg.step)]
+        return nodes.Filter(node.node, _SLICE_FILTER, bounds, [], None, None,
+                            lineno=node.lineno)
+    if isinstance(node, nodes.Output):
+        node.nodes = [part if isinstance(part, nodes.TemplateData)
+                      else _filter_call(part, _OUTPUT_FILTER) for part in node.nodes]
+        return node
+    if isinstance(node, nodes.Compare):
+        operands = nodes.List([node.expr, *(op.expr for op in node.ops)], lineno=node.lineno)
+        return nodes.Filter(operands, _COMPARE_FILTER,
+                            [nodes.Const(op.op, lineno=node.lineno) for op in node.ops],
+                            [], None, None, lineno=node.lineno)
     return node
 
 

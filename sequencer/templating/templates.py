@@ -29,6 +29,25 @@ from sequencer.errors import TemplateError
 from sequencer.templating import sandbox
 
 BUILTIN_VARIABLES = frozenset({"sender", "sequence", "step", "unsubscribe_url", "email"})
+
+
+def reserved_column(name: str) -> str | None:
+    """Why a CSV column may not be called ``name`` (None when it may): it would hide one of
+    the sandbox's functions (``range`` …), a name Jinja sets inside a template (``loop`` …),
+    or a variable sequencer sets for every email (``sender`` …; ``email`` is the address
+    column itself). Jinja names are case-sensitive, so ``Range`` is a column like any other."""
+    if name in sandbox.GLOBALS:
+        return f"it would hide the template function {name}()"
+    if name in sandbox.JINJA_NAMES:
+        return f"it would hide Jinja's own `{name}`"
+    if name in BUILTIN_VARIABLES - {"email"}:
+        return f"`{name}` is set by sequencer for every email"
+    return None
+
+
+RESERVED_COLUMNS = frozenset(
+    name for name in sandbox.GLOBALS | sandbox.JINJA_NAMES | BUILTIN_VARIABLES
+    if reserved_column(name) is not None)
 _HEADER = re.compile(r"([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]*(.*)")
 _OPTIONAL_FILTERS = frozenset({"default", "d"})
 _OPTIONAL_TESTS = frozenset({"defined", "undefined"})

@@ -36,6 +36,7 @@ from sequencer.eventlog import EventRecord, emit
 from sequencer.mail.smtp import SmtpAccount, SmtpSender
 from sequencer.store import claims, limits, outcomes
 from sequencer.store.claims import Claim, Job
+from sequencer.templating.templates import RESERVED_COLUMNS
 from sequencer.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -249,7 +250,10 @@ def template_context(app: Workspace, *, email: str, variables: Mapping[str, obje
                      ) -> dict[str, object]:
     """What a template sees: the CSV columns plus the built-in variables; ``unsubscribe_url``
     is this email's link, or (None) the ``mailto:`` of the mailbox."""
-    context: dict[str, object] = dict(variables)
+    # A column stored before names were reserved must not hide a function (range) or a
+    # Jinja name; sequencer's own variables always win.
+    context: dict[str, object] = {name: value for name, value in variables.items()
+                                  if name not in RESERVED_COLUMNS}
     context.update(
         email=email, sender=sender_name(app.mailbox(mailbox).sender), sequence=sequence,
         step=step,

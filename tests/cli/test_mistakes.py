@@ -236,3 +236,33 @@ def test_x9_a_send_time_template_error_pauses_with_a_flag_and_resume_sends_after
              if d.rcpt_tos == ["bo@example.com"]]
     assert to_bo == ["Thanks, Bo", "Re: Thanks, Bo", "New for Co1"]
     assert len(smtp_server.deliveries) == 6
+
+
+def test_x9_a_csv_column_named_like_a_template_function_is_refused_at_enroll(
+        tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path, 2525)
+    wd.write("templates/reminder.txt.j2",
+             "Subject: Reminder\n\n{% for i in range(3) %}.{% endfor %}\n")
+    rows = "".join(f"p{i}@example.com,P{i},{i}\n" for i in range(3000))
+    csv = wd.write("prospects.csv", "email,first_name,range\n" + rows)
+    failed_with(wd.cli("enroll", "three", str(csv)), r"prospects\.csv:1: column `range` "
+                r"\(column 3\) cannot be used: it would hide the template function range\(\); "
+                r"rename it")
+    assert emails(wd) == []
+
+
+def test_x11_templates_whose_work_has_no_bound_are_refused_at_validate(tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path, 2525)
+    wd.write("templates/reminder.txt.j2", "Subject: Reminder\n\n{% macro f(n) %}{% if n %}"
+             "{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}\n")
+    wd.write("templates/new_info.txt.j2", "Subject: New\n\n{% set s = 'x' * 1000000 %}\n"
+             "{% for i in range(9999) %}{{ s|list|map('upper')|join|length }}{% endfor %}\n")
+    result = wd.cli("validate", timeout=60)
+    failed_with(result, r"templates/reminder\.txt\.j2:3: macro `f` calls itself: recursive "
+                r"macros are not allowed \(step reminder")
+    assert re.search(r"templates/new_info\.txt\.j2:4: refused by the sandbox: more than "
+                     r"20000 filter, test, macro or method calls \(step new-information",
+                     result.stderr), result.stderr
+    csv = prospects_csv(wd, ["ann@example.com"])
+    failed_with(wd.cli("enroll", "three", str(csv), timeout=60), r"macro `f` calls itself")
+    assert emails(wd) == []

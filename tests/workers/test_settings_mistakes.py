@@ -197,3 +197,22 @@ def test_a_step_removed_under_an_active_enrollment_pauses_it(wd: Workdir, smtp_s
         assert delivered(smtp_server, "ann@example.com") == ["Thanks, Ann", "Re: Thanks, Ann"]
     finally:
         engine.close()
+
+
+def test_columns_stored_before_names_were_reserved_never_hide_a_template_name(
+        wd: Workdir, smtp_server) -> None:
+    wd.write("templates/thank_you.txt.j2", "Subject: Hi {{ first_name }}\n\n"
+             "{% for i in range(3) %}{{ i }}{% endfor %} from {{ sender }}\n")
+    engine = start(wd)
+    try:
+        enroll(engine, ["ann@example.com"])
+        with engine.app.store.write() as conn:
+            conn.execute(enrollments.update().values(vars={
+                "email": "ann@example.com", "first_name": "Ann", "range": "oops",
+                "sender": "Mallory", "loop": "x"}))
+        assert engine.step() == 1
+        (delivery,) = smtp_server.deliveries
+        assert delivery.message.get_body(("plain",)).get_content().rstrip() == "012 from Dana Reyes"
+        assert state_of(engine, "ann@example.com").state == "active"
+    finally:
+        engine.close()
