@@ -175,6 +175,8 @@ class Settings:
     templates_dir: Path
     sequences_dir: Path
     mailboxes: Mapping[str, MailboxConfig]
+    #: ``pools:``: a name a sequence may give as its ``mailbox`` for several mailboxes.
+    pools: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     claim_lease_s: float = 300.0
     tick_s: float = 1.0
     unsubscribe_url: str | None = None
@@ -185,6 +187,14 @@ class Settings:
     imap_timeout_s: float = 30.0
     test_crash_at: str | None = None  # $SEQUENCER_TEST_CRASH_AT: fault-injection tests only
     test_clock: TestClock | None = None  # $SEQUENCER_TEST_CLOCK: time-travel tests only
+
+    def mailboxes_of(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """A sequence's ``mailbox:`` names with each pool replaced by its members, in order,
+        each once; a name that is neither stays (``validate`` reports it)."""
+        out: list[str] = []
+        for name in names:
+            out.extend(self.pools.get(name, (name,)))
+        return tuple(dict.fromkeys(out))
 
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -263,6 +273,7 @@ class _SettingsModel(StrictModel):
     templates: Text = "templates"
     sequences: Text = "sequences"
     mailboxes: dict[str, _MailboxModel] = Field(default_factory=dict)
+    pools: dict[str, list[Text]] = Field(default_factory=dict)
     claim_lease: Duration = timedelta(minutes=5)
     tick: Duration = timedelta(seconds=1)
     unsubscribe_url: Text | None = None
@@ -396,6 +407,7 @@ class _Builder:
             mailboxes=MappingProxyType(
                 {name: self._mailbox(name, box) for name, box in raw.mailboxes.items()}
             ),
+            pools=self._pools(raw),
             claim_lease_s=self._positive(raw.claim_lease, ("claim_lease",)),
             tick_s=self._positive(raw.tick, ("tick",)),
             unsubscribe_url=self._unsubscribe(raw.unsubscribe_url, raw.secret_env),
@@ -406,6 +418,24 @@ class _Builder:
             test_crash_at=self.env.get("SEQUENCER_TEST_CRASH_AT") or None,
             test_clock=_test_clock(self.env),
         )
+
+    def _pools(self, raw: _SettingsModel) -> Mapping[str, tuple[str, ...]]:
+        """``pools: {NAME: [MAILBOX, …]}``: every member a configured mailbox, no pool named
+        like a mailbox."""
+        pools: dict[str, tuple[str, ...]] = {}
+        for name, members in raw.pools.items():
+            at: Loc = ("pools", name)
+            if name in raw.mailboxes:
+                raise self.fail(f"pool {name!r}: a mailbox has that name", at)
+            if not members:
+                raise self.fail(f"pool {name!r}: list at least one mailbox", at)
+            for index, member in enumerate(members):
+                if member not in raw.mailboxes:
+                    known = ", ".join(sorted(raw.mailboxes)) or "none configured"
+                    raise self.fail(f"pool {name!r}: {member!r} is not a mailbox ({known})",
+                                    (*at, index))
+            pools[name] = tuple(dict.fromkeys(members))
+        return MappingProxyType(pools)
 
     def _retry(self, raw: _RetryModel) -> RetryConfig:
         backoff = self._positive(raw.backoff, ("retry", "backoff"))

@@ -124,7 +124,9 @@ class Step:
 @dataclass(frozen=True)
 class Sequence:
     name: str
-    mailbox: str
+    #: The mailboxes (or pools of ``pools:`` in the settings) as written: ``mailbox: NAME``
+    #: or ``mailbox: [NAME, …]``; each new prospect gets one of them, by ``assign``.
+    mailboxes: tuple[str, ...]
     timezone: str
     send_window: SendWindow | None
     stop_on: frozenset[str]
@@ -135,6 +137,12 @@ class Sequence:
     holidays: frozenset[str] | None = None
     pacing: Pacing = Pacing()
     list_unsubscribe: ListUnsubscribe = DEFAULT_POLICY
+    assign: Literal["round-robin", "least-loaded"] = "round-robin"
+
+    @property
+    def mailbox(self) -> str:
+        """The first name under ``mailbox:`` (the only one, for a sequence that names one)."""
+        return self.mailboxes[0]
 
     @property
     def date_columns(self) -> frozenset[str]:
@@ -282,6 +290,21 @@ def check_name(value: object) -> str:
     return value
 
 
+def check_mailboxes(value: object) -> tuple[str, ...]:
+    """``mailbox: NAME`` or ``mailbox: [NAME, …]`` (a mailbox or a pool of the settings)."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names:
+        raise ValueError("must be a mailbox name or a list of them")
+    out: list[str] = []
+    for name in names:
+        if not isinstance(name, str):
+            raise ValueError("must be a mailbox name or a list of them")
+        if not name.strip():
+            raise ValueError("must not be empty")
+        out.append(name.strip())
+    return tuple(dict.fromkeys(out))
+
+
 def check_template(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must name a template")
@@ -310,7 +333,8 @@ class _StepModel(StrictModel):
 
 class _SequenceModel(StrictModel):
     name: Annotated[str, PlainValidator(check_name)]
-    mailbox: Text
+    mailbox: Annotated[tuple[str, ...], PlainValidator(check_mailboxes)]
+    assign: Literal["round-robin", "least-loaded"] = "round-robin"
     timezone: Annotated[str, PlainValidator(check_timezone)] = "UTC"
     send_window: _WindowModel | None = None
     stop_on: Annotated[frozenset[str], PlainValidator(check_stop_on)] = STOP_REASONS
@@ -337,7 +361,8 @@ def build_sequence(doc: YamlDocument) -> Sequence:
         steps.append(_step(doc, index, step, {earlier.name for earlier in steps}))
     return Sequence(
         name=raw.name,
-        mailbox=raw.mailbox,
+        mailboxes=raw.mailbox,
+        assign=raw.assign,
         timezone=raw.timezone,
         send_window=_window(doc, raw.send_window),
         stop_on=raw.stop_on,

@@ -15,6 +15,7 @@ from sequencer.core.machine import EnrollmentState, Event
 from sequencer.core.spec import Sequence
 from sequencer.errors import StoreError
 from sequencer.prospects import Prospect, Rejected
+from sequencer.store.assignment import Assigner, assigner
 from sequencer.store.db import Store
 from sequencer.store.events import BulkInsert
 from sequencer.store.schema import enrollments, events, prospects, suppressions
@@ -58,12 +59,12 @@ _NEW_ENROLLMENT = BulkInsert(
         .scalar_subquery(),
     }),
     per_row=("n_email", "n_email_key", "n_next_due", "n_timezone", "n_follow_up_by",
-             "n_vars"))
+             "n_vars", "n_mailbox"))
 # The `enrolled` event of each enrollment: the columns stored_events.add fills for it.
 _ENROLLED_EVENT = BulkInsert(
     insert(events).values({name: bindparam(f"e_{name}", type_=events.c[name].type)
                            for name in ("email", "at", "event", "mailbox", "sequence")}),
-    per_row=("e_email",))
+    per_row=("e_email", "e_mailbox"))
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,14 @@ def enroll(
     now: datetime,
     first_due: Callable[[Prospect], datetime],
     default_timezone: str,
+    *,
+    mailboxes: tuple[str, ...] | None = None,
 ) -> Generator[Enrolled | Rejected, None, None]:
     """Enroll every accepted row, reject those already enrolled or suppressed.
+
+    Each new prospect gets one of ``mailboxes`` (the sequence's, pools expanded; by default
+    its one ``mailbox``) by the sequence's ``assign`` policy (``store.assignment``); a paused
+    or failing one gets none, and when none can take prospects nothing is stored.
 
     Yields one result per input row, in order, a batch at a time. The whole import is one
     transaction: nothing is visible (so nothing is sent) before the last row is in, and an
@@ -90,15 +97,18 @@ def enroll(
     stored. Consume it to the end, or close it, to end the transaction.
     """
     with store.write() as conn:
+        assign = assigner(conn, sequence.name, mailboxes or (sequence.mailbox,),
+                          sequence.assign)
         batch: list[Prospect | Rejected] = []
         for row in rows:
             batch.append(row)
             if len(batch) >= BATCH:
                 yield from _enroll_batch(conn, sequence, batch, now, first_due,
-                                         default_timezone)
+                                         default_timezone, assign)
                 batch = []
         if batch:
-            yield from _enroll_batch(conn, sequence, batch, now, first_due, default_timezone)
+            yield from _enroll_batch(conn, sequence, batch, now, first_due, default_timezone,
+                                     assign)
 
 
 def _enroll_batch(
@@ -108,10 +118,11 @@ def _enroll_batch(
     now: datetime,
     first_due: Callable[[Prospect], datetime],
     default_timezone: str,
+    assign: Assigner,
 ) -> list[Enrolled | Rejected]:
     spellings = {p.key: p.email for p in batch if isinstance(p, Prospect)}
     keys = list(spellings)
-    name, mailbox = sequence.name, sequence.mailbox
+    name = sequence.name
     results: list[Enrolled | Rejected] = []
     suppressed: dict[str, str] = {}
     enrolled: dict[str, str] = {}
@@ -135,17 +146,16 @@ def _enroll_batch(
             continue
         due = first_due(item)
         values.append((email, key, due, item.timezone or default_timezone,
-                       item.follow_up_by, dict(item.fields)))
+                       item.follow_up_by, dict(item.fields), assign()))
         enrolled[key] = email
         results.append(Enrolled(item.line, email, due, item.warning))
     _NEW_ENROLLMENT.execute(conn, {
-        "n_sequence": name, "n_mailbox": mailbox, "n_state": EnrollmentState.ACTIVE.value,
+        "n_sequence": name, "n_state": EnrollmentState.ACTIVE.value,
         "n_step_index": 0, "n_attempts": 0, "n_enrolled_at": now, "n_updated_at": now,
     }, values)
     _ENROLLED_EVENT.execute(conn, {
-        "e_at": now, "e_event": Event.ENROLLED.value, "e_mailbox": mailbox,
-        "e_sequence": name,
-    }, [(v[0],) for v in values])
+        "e_at": now, "e_event": Event.ENROLLED.value, "e_sequence": name,
+    }, [(v[0], v[6]) for v in values])
     return results
 
 

@@ -15,11 +15,13 @@ from sequencer.templating.templates import TemplateSet
 def check_sequence(seq: Sequence, settings: Settings, templates: TemplateSet) -> list[str]:
     """Every problem with ``seq`` against the settings and templates, as ``file:line: reason``."""
     problems: list[str] = []
-    if seq.mailbox not in settings.mailboxes:
-        known = ", ".join(sorted(settings.mailboxes)) or "none configured"
-        problems.append(str(SpecError(
-            f"mailbox {seq.mailbox!r} is not in the settings ({known})", seq.path,
-            _line_of(seq.path, "mailbox:"))))
+    for name in settings.mailboxes_of(seq.mailboxes):
+        if name not in settings.mailboxes:
+            known = ", ".join(sorted([*settings.mailboxes, *settings.pools])) \
+                or "none configured"
+            problems.append(str(SpecError(
+                f"mailbox {name!r} is not in the settings ({known})", seq.path,
+                _line_of(seq.path, "mailbox:"))))
     for step in seq.steps:
         try:
             templates.check(step.template)
@@ -70,8 +72,10 @@ def validate_sequences(config: Path | None, refs: Seq[str], *, strict: bool = Fa
             warnings.extend(str(f) for f in findings)
         errors.extend(problems)
         if not problems:
-            checked.append(f"ok: {seq.name} ({seq.path}): {len(seq.steps)} steps, "
-                           f"mailbox {seq.mailbox}")
+            boxes = settings.mailboxes_of(seq.mailboxes)
+            which = (f"mailbox {boxes[0]}" if len(boxes) == 1
+                     else f"mailboxes {', '.join(boxes)} ({seq.assign})")
+            checked.append(f"ok: {seq.name} ({seq.path}): {len(seq.steps)} steps, {which}")
     return errors, warnings, checked
 
 

@@ -78,7 +78,8 @@ def run_enroll(app: Workspace, ref: str, csv: Path, *, progress: bool = True) ->
         yield from rows
 
     now = app.clock()
-    results = enroll(app.store, seq, chain(), now, first_due(seq, now), seq.timezone)
+    results = enroll(app.store, seq, chain(), now, first_due(seq, now), seq.timezone,
+                     mailboxes=app.settings.mailboxes_of(seq.mailboxes))
     bar = _progress(csv) if progress and sys.stderr.isatty() else None
     try:
         for result in results:  # one transaction: an error anywhere stores nothing
@@ -116,17 +117,18 @@ def render_preview(app: Workspace, ref: str, email: str) -> str:
 
     seq = load_checked_sequence(app, ref)
     with app.store.read() as conn:
-        row = conn.execute(select(enrollments.c.email, enrollments.c.vars).where(
+        row = conn.execute(select(enrollments.c.email, enrollments.c.vars,
+                                  enrollments.c.mailbox).where(
             enrollments.c.email_key == key_of(email),
             enrollments.c.sequence == seq.name)).first()
     if row is None:
         raise EnrollError(f"{email} is not enrolled in {seq.name}")
     address = row.email  # the enrollment's own spelling
-    mailbox = app.mailbox(seq.mailbox)
+    mailbox = app.mailbox(row.mailbox)  # the one this prospect was given at enrollment
     out: list[str] = []
     for step in seq.steps:
         rendered = app.templates.get(step.template).render(template_context(
-            app, email=address, variables=row.vars or {}, mailbox=seq.mailbox,
+            app, email=address, variables=row.vars or {}, mailbox=row.mailbox,
             sequence=seq.name, step=step.name, unsubscribe_url=None))
         out.append(f"--- step {step.name} (wait {_wait_text(step)}"
                    f"{', threaded' if step.thread else ''}) ---")

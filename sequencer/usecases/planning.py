@@ -228,11 +228,12 @@ def capacity(app: Workspace, days: int = 14) -> list[Capacity]:
             used[(s.mailbox, s.created_at.date())] += 1
     queue: list[tuple[datetime, int, int]] = []
     facts: dict[int, tuple[Sequence, Recipient]] = {}
+    box_of: dict[int, str] = {}  # each enrollment sends from the mailbox it was given
 
     def falls_due(at: datetime, eid: int, index: int) -> None:
-        seq = facts[eid][0]
+        box = box_of[eid]
         if at < horizon:
-            counter = out.setdefault(seq.mailbox, Capacity(seq.mailbox, limits.get(seq.mailbox)))
+            counter = out.setdefault(box, Capacity(box, limits.get(box)))
             counter.days.setdefault(at.date(), DayLoad()).due += 1
         heapq.heappush(queue, (at, eid, index))
 
@@ -242,6 +243,7 @@ def capacity(app: Workspace, days: int = 14) -> list[Capacity]:
             continue
         facts[row.id] = (seq, Recipient(row.email, row.timezone, row.vars or {},
                                         row.not_before))
+        box_of[row.id] = row.mailbox
         falls_due(max(row.next_due, now), row.id, row.step_index)
     while queue:
         at, eid, index = heapq.heappop(queue)
@@ -252,7 +254,7 @@ def capacity(app: Workspace, days: int = 14) -> list[Capacity]:
         if held.at > at:  # the claim holds it back (pacing, window): due again then
             heapq.heappush(queue, (held.at, eid, index))
             continue
-        mailbox, day = seq.mailbox, at.date()
+        mailbox, day = box_of[eid], at.date()
         limit = limits.get(mailbox)
         if limit is not None and used[(mailbox, day)] >= limit:  # held over to tomorrow
             heapq.heappush(queue, (_day_start(at) + timedelta(days=1), eid, index))
