@@ -152,6 +152,18 @@ class MailboxConfig:
     spacing_jitter_s: float = 0.0
     #: The mailbox's own day for ``daily_limit`` (an IANA name).
     timezone: str = "UTC"
+    #: ``save_sent``: APPEND each sent message to the Sent folder (``auto``: unless the
+    #: server files submitted mail there by itself).
+    save_sent: Literal["auto", "always", "never"] = "auto"
+    #: How long after DATA an ``unknown`` step is looked for in Sent by its Message-ID.
+    sent_grace_s: float = 900.0
+
+    @property
+    def copies_sent(self) -> bool:
+        """Whether the sender APPENDs its sent messages to this mailbox's Sent folder."""
+        if self.imap is None or self.save_sent == "never":
+            return False
+        return self.save_sent == "always" or self.saves_sent is not True
     provider: str | None = None
     #: Does the server file submitted mail in Sent by itself? None: not known.
     saves_sent: bool | None = None
@@ -259,6 +271,8 @@ class _MailboxModel(StrictModel):
     min_spacing: Duration | None = None
     spacing_jitter: Duration | None = None
     timezone: Text = "UTC"
+    save_sent: Literal["auto", "always", "never"] = "auto"
+    sent_grace: Duration = timedelta(minutes=15)
 
 
 class _RetryModel(StrictModel):
@@ -509,6 +523,9 @@ class _Builder:
             raise self.fail("use either imap or inbox, not both", (*at, "inbox"))
         oauth = self._oauth(raw, address, at)
         spacing, jitter = self._spacing(raw, at)
+        if raw.save_sent == "always" and raw.imap is None:
+            raise self.fail("save_sent: always needs an imap: section (the Sent folder is "
+                            "reached over IMAP)", (*at, "save_sent"))
         return MailboxConfig(
             name=name,
             sender=sender,
@@ -523,6 +540,8 @@ class _Builder:
             min_spacing_s=spacing,
             spacing_jitter_s=jitter,
             timezone=raw.timezone,
+            save_sent=raw.save_sent,
+            sent_grace_s=self._positive(raw.sent_grace, (*at, "sent_grace")),
             provider=raw.provider,
             saves_sent=raw.saves_sent,
         )

@@ -7,6 +7,7 @@ import asyncio
 import threading
 
 from sequencer.store.claims import Claim
+from sequencer.usecases.copying import SentCopies
 from sequencer.usecases.sending import Senders, deliver
 from sequencer.workspace import Workspace
 
@@ -16,11 +17,13 @@ _all: list[tuple[asyncio.AbstractEventLoop, Senders]] = []
 _lock = threading.Lock()
 _paused: set[str] = set()  # mailboxes whose credentials or TLS failed, for every send thread
 stopping = threading.Event()
+_copies: SentCopies | None = None  # this process's Sent copies, for every send thread
 
 
 def install(app: Workspace) -> None:
-    global _app
+    global _app, _copies
     _app = app
+    _copies = SentCopies(app)
     _paused.clear()
     stopping.clear()
 
@@ -34,7 +37,7 @@ def app() -> Workspace:
 def _thread_state() -> tuple[asyncio.AbstractEventLoop, Senders]:
     state: tuple[asyncio.AbstractEventLoop, Senders] | None = getattr(_local, "state", None)
     if state is None:
-        state = (asyncio.new_event_loop(), Senders(app(), _paused))
+        state = (asyncio.new_event_loop(), Senders(app(), _paused, _copies))
         _local.state = state
         with _lock:
             _all.append(state)
@@ -66,5 +69,7 @@ def close_all() -> None:
                 loop.run_until_complete(senders.close())
             finally:
                 loop.close()
+    if _copies is not None:
+        _copies.close()
 
 

@@ -20,7 +20,7 @@ from sequencer.mail.imap.watcher import ImapWatcher
 from sequencer.mail.maildir import MaildirWatcher
 from sequencer.mail.watching import Inbound, Watcher
 from sequencer.store import inbound as store_inbound
-from sequencer.usecases import receiving, sending
+from sequencer.usecases import receiving, resolving, sending
 from sequencer.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -120,11 +120,14 @@ async def _watch_once(app: Workspace, mailbox: MailboxConfig, stop: threading.Ev
                 done.set()
 
     lease_task = asyncio.create_task(keep_lease())
+    # While it holds the lease, the watcher also looks for its unknown steps in Sent.
+    resolve_task = asyncio.create_task(resolving.keep_resolving(app, mailbox.name, done))
     try:
         await watcher.run(done)
     finally:
         done.set()
         await lease_task
+        await resolve_task
     if lost:
         raise WatcherError(f"lost the lease on mailbox {mailbox.name}")
 

@@ -37,6 +37,7 @@ from sequencer.mail.smtp import SmtpAccount, SmtpSender
 from sequencer.store import claims, limits, outcomes
 from sequencer.store.claims import Claim, Job
 from sequencer.templating.templates import RESERVED_COLUMNS
+from sequencer.usecases.copying import SentCopies
 from sequencer.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -70,9 +71,12 @@ class Senders:
     more is sent from them until a restart. The send threads of one process share one set.
     """
 
-    def __init__(self, app: Workspace, paused: set[str] | None = None) -> None:
+    def __init__(self, app: Workspace, paused: set[str] | None = None,
+                 copies: SentCopies | None = None) -> None:
         self.app = app
         self.paused: set[str] = set() if paused is None else paused
+        #: Where sent messages go to be copied to Sent (``save_sent``); None: nowhere.
+        self.copies = copies
         self._senders: dict[str, SmtpSender] = {}
 
     def get(self, mailbox: str) -> SmtpSender:
@@ -243,6 +247,8 @@ async def _deliver(app: Workspace, job: Job, senders: Senders, turn: _Turn | Non
                         next_index=next_index, next_due=due, records=records):
         for rec in records:
             emit(rec)
+    if senders.copies is not None and mailbox.copies_sent:  # after the record, never before
+        senders.copies.submit(job.mailbox, data, now)
 
 
 def template_context(app: Workspace, *, email: str, variables: Mapping[str, object], mailbox: str,
