@@ -32,6 +32,7 @@ from sequencer.core.durations import Duration
 from sequencer.core.presets import PRESETS, merged
 from sequencer.core.text import has_control
 from sequencer.core.unsubscribe import MIN_KEY_LENGTH, PLACEHOLDER
+from sequencer.core.webhooks import WEBHOOK_EVENTS
 from sequencer.core.yamlfile import Loc, StrictModel, Text, YamlDocument, read_yaml, validate
 from sequencer.errors import ConfigError
 
@@ -178,6 +179,15 @@ class RetryConfig:
     max_backoff_s: float = 3600.0
 
 
+@dataclass(frozen=True)
+class WebhookConfig:
+    """One ``webhooks:`` entry: where to POST, which events, and the signing secret."""
+
+    url: str
+    events: frozenset[str]
+    secret: Secret
+
+
 @dataclass(frozen=True, repr=False)
 class Settings:
     path: Path | None
@@ -199,6 +209,11 @@ class Settings:
     imap_timeout_s: float = 30.0
     test_crash_at: str | None = None  # $SEQUENCER_TEST_CRASH_AT: fault-injection tests only
     test_clock: TestClock | None = None  # $SEQUENCER_TEST_CLOCK: time-travel tests only
+    webhooks: tuple[WebhookConfig, ...] = ()
+    #: Webhook redelivery: capped exponential backoff (seconds).
+    webhook_backoff_s: float = 10.0
+    webhook_max_backoff_s: float = 3600.0
+    webhook_timeout_s: float = 10.0  # connect, and then read, of one POST
 
     def mailboxes_of(self, names: tuple[str, ...]) -> tuple[str, ...]:
         """A sequence's ``mailbox:`` names with each pool replaced by its members, in order,
@@ -281,6 +296,12 @@ class _RetryModel(StrictModel):
     max_backoff: Duration = timedelta(hours=1)
 
 
+class _WebhookModel(StrictModel):
+    url: Text
+    events: list[Literal[WEBHOOK_EVENTS]] = Field(min_length=1)  # type: ignore[valid-type]
+    secret_env: Text
+
+
 class _SettingsModel(StrictModel):
     database: Text | None = None
     broker: Text = "memory"
@@ -295,6 +316,10 @@ class _SettingsModel(StrictModel):
     retry: _RetryModel = _RetryModel()
     imap_idle: Duration = timedelta(minutes=4)
     imap_timeout: Duration = timedelta(seconds=30)
+    webhooks: list[_WebhookModel] = Field(default_factory=list)
+    webhook_backoff: Duration = timedelta(seconds=10)
+    webhook_max_backoff: Duration = timedelta(hours=1)
+    webhook_timeout: Duration = timedelta(seconds=10)
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -431,6 +456,11 @@ class _Builder:
             imap_timeout_s=self._positive(raw.imap_timeout, ("imap_timeout",)),
             test_crash_at=self.env.get("SEQUENCER_TEST_CRASH_AT") or None,
             test_clock=_test_clock(self.env),
+            webhooks=self._webhooks(raw.webhooks),
+            webhook_backoff_s=self._positive(raw.webhook_backoff, ("webhook_backoff",)),
+            webhook_max_backoff_s=self._positive(raw.webhook_max_backoff,
+                                                 ("webhook_max_backoff",)),
+            webhook_timeout_s=self._positive(raw.webhook_timeout, ("webhook_timeout",)),
         )
 
     def _pools(self, raw: _SettingsModel) -> Mapping[str, tuple[str, ...]]:
@@ -450,6 +480,21 @@ class _Builder:
                                     (*at, index))
             pools[name] = tuple(dict.fromkeys(members))
         return MappingProxyType(pools)
+
+    def _webhooks(self, raw: list[_WebhookModel]) -> tuple[WebhookConfig, ...]:
+        hooks: list[WebhookConfig] = []
+        for i, hook in enumerate(raw):
+            at: Loc = ("webhooks", i)
+            if not _http_url_ok(hook.url):
+                raise self.fail("url: must be an https URL (http only to a loopback host)",
+                                (*at, "url"))
+            if any(h.url == hook.url for h in hooks):
+                raise self.fail("url: listed twice in webhooks (list all its events once)",
+                                (*at, "url"))
+            secret = self._secret(hook.secret_env, (*at, "secret_env"), "secret_env")
+            if secret is not None:  # always: secret_env is required
+                hooks.append(WebhookConfig(hook.url, frozenset(hook.events), secret))
+        return tuple(hooks)
 
     def _retry(self, raw: _RetryModel) -> RetryConfig:
         backoff = self._positive(raw.backoff, ("retry", "backoff"))

@@ -17,6 +17,7 @@ from sequencer.config import MailboxConfig, Settings, load_settings
 from sequencer.core.spec import Sequence, load_sequences_skipping
 from sequencer.errors import SpecError
 from sequencer.oauth.sources import TokenSources
+from sequencer.store import webhooks
 from sequencer.store.db import Store, utcnow
 from sequencer.templating.templates import TemplateSet
 
@@ -61,6 +62,8 @@ class Workspace:
         if create:
             try:
                 store.create()
+                webhooks.subscribe(store, [(hook.url, event) for hook in settings.webhooks
+                                           for event in hook.events])
             except BaseException:
                 store.dispose()
                 raise

@@ -21,6 +21,7 @@ from workers import actors, runtime
 from workers.broker import QUEUE, make_broker
 from workers.scheduler import Scheduler
 from workers.watch import start_watchers
+from workers.webhooks import Deliverer
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,11 @@ def run(app: Workspace, stop: threading.Event, *, threads: int = 8, scheduler: b
         t = threading.Thread(target=sched.run, args=(stop,), name="scheduler", daemon=True)
         t.start()
         threads_.append(t)
+    deliverer = Deliverer(app) if scheduler and app.settings.webhooks else None
+    if deliverer is not None:
+        t = threading.Thread(target=deliverer.run, args=(stop,), name="webhooks", daemon=True)
+        t.start()
+        threads_.append(t)
     logger.info("running: broker=%s database=%s", redact_url(app.settings.broker),
                 redact_url(app.settings.database))
     try:
@@ -87,6 +93,8 @@ def run(app: Workspace, stop: threading.Event, *, threads: int = 8, scheduler: b
         stop.set()
         if sched is not None:
             sched.wake.set()
+        if deliverer is not None:
+            deliverer.wake.set()
         for t in threads_:
             t.join(timeout=30)
         if worker is not None and broker is not None:

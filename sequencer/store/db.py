@@ -99,7 +99,7 @@ class Store:
             self.reader.dispose()
 
 
-HEAD = "0004"
+HEAD = "0005w"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Iterable, Mapping
 from collections.abc import Sequence as Seq
 from typing import Any
 
-from sqlalchemy import Connection, Insert, bindparam, insert
+from sqlalchemy import Connection, Insert, bindparam, insert, literal_column, select
 from sqlalchemy.engine import Dialect
 
+from sequencer.core.webhooks import WEBHOOK_EVENTS
 from sequencer.eventlog import EventRecord
-from sequencer.store.schema import events
+from sequencer.store.schema import events, webhook_outbox, webhook_subscriptions
 
 
 class BulkInsert:
@@ -65,7 +68,7 @@ class BulkInsert:
 
 
 _COLUMNS = ("at", "event", "enrollment_id", "mailbox", "sequence", "step", "email",
-            "message_id", "detail")
+            "message_id", "detail", "uid")
 # Built once (this is on the send path): building and cache-keying an insert each time cost
 # several times what running it does.
 _INSERT = BulkInsert(
@@ -74,9 +77,36 @@ _INSERT = BulkInsert(
     per_row=[f"e_{name}" for name in _COLUMNS])
 
 
+_HOOKED = frozenset(WEBHOOK_EVENTS)
+# One outbox row per webhook subscribed to the event's kind, in the event's transaction.
+_OUTBOX = BulkInsert(
+    insert(webhook_outbox).from_select(
+        ["event_uid", "url", "event", "body", "attempts"],
+        select(bindparam("o_uid", type_=webhook_outbox.c.event_uid.type),
+               webhook_subscriptions.c.url,
+               webhook_subscriptions.c.event,
+               bindparam("o_body", type_=webhook_outbox.c.body.type),
+               literal_column("0"))
+        .where(webhook_subscriptions.c.event == bindparam(
+            "o_event", type_=webhook_subscriptions.c.event.type))),
+    per_row=["o_uid", "o_body", "o_event"])
+
+
+def webhook_body(uid: str, record: EventRecord) -> str:
+    """The JSON a webhook receives for one event: ``id`` is the event's ``uid``."""
+    return json.dumps({"id": uid, **record.as_dict()}, ensure_ascii=False,
+                      separators=(",", ":"))
+
+
 def add(conn: Connection, *records: EventRecord) -> None:
+    """Store events; those of a kind a webhook may want get a ``uid`` and their outbox rows
+    (for the webhooks subscribed now) in this same transaction."""
+    uids = [uuid.uuid4().hex if r.event.value in _HOOKED else None for r in records]
     _INSERT.execute(conn, {}, [
         (r.at, r.event.value, r.enrollment_id, r.mailbox, r.sequence, r.step, r.email,
-         r.message_id, r.detail)
-        for r in records
+         r.message_id, r.detail, uid)
+        for r, uid in zip(records, uids, strict=True)
     ])
+    hooked = [(uid, webhook_body(uid, r), r.event.value)
+              for r, uid in zip(records, uids, strict=True) if uid is not None]
+    _OUTBOX.execute(conn, {}, hooked)

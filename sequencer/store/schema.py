@@ -118,8 +118,36 @@ events = Table(
     Column("email", String(320)),
     Column("message_id", String(400)),
     Column("detail", Text),
+    Column("uid", String(32)),  # the webhook event id (events a webhook subscribes to)
 )
 Index("ix_events_enrollment", events.c.enrollment_id)
+
+# What each configured webhook wants, as the settings said when a process last opened the
+# store (store.webhooks.subscribe): events.add reads it in the event's own transaction.
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("url", String(2000), primary_key=True),
+    Column("event", String(20), primary_key=True),
+)
+
+# The durable outbox: one row per (event, webhook), written with the event; a delivered
+# row keeps its delivered_at. Never dropped: retried with capped backoff until a 2xx.
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("event_uid", String(32), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("event", String(20), nullable=False),
+    Column("body", Text, nullable=False),  # the exact JSON POSTed, the same on every try
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_at", UTCDateTime()),  # None: now; also a claim's lease while delivering
+    Column("delivered_at", UTCDateTime()),
+    Column("last_error", Text),
+    UniqueConstraint("event_uid", "url", name="uq_webhook_outbox_event_url"),
+)
+Index("ix_webhook_outbox_pending", webhook_outbox.c.delivered_at, webhook_outbox.c.next_at)
 
 suppressions = Table(
     "suppressions",
