@@ -99,7 +99,7 @@ class Store:
             self.reader.dispose()
 
 
-HEAD = "0004"
+HEAD = "0005"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
