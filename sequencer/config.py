@@ -168,6 +168,18 @@ class MailboxConfig:
     provider: str | None = None
     #: Does the server file submitted mail in Sent by itself? None: not known.
     saves_sent: bool | None = None
+    #: authserv-ids of the receiving server whose Authentication-Results header we believe
+    #: (the topmost one carrying one of these); empty: believe none (docs/trust.md).
+    authserv_ids: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class SoftBounceConfig:
+    """The decay rule: this many proven soft bounces (of distinct sends) within this long
+    suppress the address; fewer, or older ones, do not (docs/trust.md)."""
+
+    suppress_after: int = 3
+    within_s: float = 14 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -205,6 +217,7 @@ class Settings:
     # $secret_env: the key(s) that sign unsubscribe links, whitespace-separated, newest last
     unsubscribe_keys: Secret | None = None
     retry: RetryConfig = RetryConfig()
+    soft_bounces: SoftBounceConfig = SoftBounceConfig()
     idle_s: float = 240.0
     imap_timeout_s: float = 30.0
     test_crash_at: str | None = None  # $SEQUENCER_TEST_CRASH_AT: fault-injection tests only
@@ -288,6 +301,12 @@ class _MailboxModel(StrictModel):
     timezone: Text = "UTC"
     save_sent: Literal["auto", "always", "never"] = "auto"
     sent_grace: Duration = timedelta(minutes=15)
+    authserv_id: Text | list[Text] | None = None
+
+
+class _SoftBounceModel(StrictModel):
+    suppress_after: int = Field(default=3, ge=1, le=1000)
+    within: Duration = timedelta(days=14)
 
 
 class _RetryModel(StrictModel):
@@ -314,6 +333,7 @@ class _SettingsModel(StrictModel):
     unsubscribe_url: Text | None = None
     secret_env: Text | None = None
     retry: _RetryModel = _RetryModel()
+    soft_bounces: _SoftBounceModel = _SoftBounceModel()
     imap_idle: Duration = timedelta(minutes=4)
     imap_timeout: Duration = timedelta(seconds=30)
     webhooks: list[_WebhookModel] = Field(default_factory=list)
@@ -452,6 +472,9 @@ class _Builder:
             unsubscribe_url=self._unsubscribe(raw.unsubscribe_url, raw.secret_env),
             unsubscribe_keys=self._signing_keys(raw.secret_env),
             retry=self._retry(raw.retry),
+            soft_bounces=SoftBounceConfig(
+                raw.soft_bounces.suppress_after,
+                self._positive(raw.soft_bounces.within, ("soft_bounces", "within"))),
             idle_s=self._positive(raw.imap_idle, ("imap_idle",)),
             imap_timeout_s=self._positive(raw.imap_timeout, ("imap_timeout",)),
             test_crash_at=self.env.get("SEQUENCER_TEST_CRASH_AT") or None,
@@ -589,7 +612,16 @@ class _Builder:
             sent_grace_s=self._positive(raw.sent_grace, (*at, "sent_grace")),
             provider=raw.provider,
             saves_sent=raw.saves_sent,
+            authserv_ids=self._authserv(raw.authserv_id, (*at, "authserv_id")),
         )
+
+    def _authserv(self, value: str | list[str] | None, at: Loc) -> frozenset[str]:
+        names = [value] if isinstance(value, str) else list(value or ())
+        for name in names:
+            if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+                raise self.fail(f"authserv_id: {name!r} is not a host name such as "
+                                "mx.example.com", at)
+        return frozenset(name.lower() for name in names)
 
     def _spacing(self, raw: _MailboxModel, at: Loc) -> tuple[float, float]:
         """``min_spacing`` and ``spacing_jitter`` (by default a quarter of it) in seconds;

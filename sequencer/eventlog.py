@@ -34,6 +34,7 @@ _SYMBOL = {
     Event.RESUMED: "▶",
     Event.STOPPED: "■",
     Event.DEFERRED: "…",
+    Event.UNVERIFIED: "!",
 }
 
 
@@ -57,7 +58,8 @@ class EventRecord:
 
 
 def emit(record: EventRecord) -> None:
-    level = logging.WARNING if record.event in (Event.FAILED, Event.UNKNOWN) else logging.INFO
+    level = (logging.WARNING if record.event in (Event.FAILED, Event.UNKNOWN, Event.UNVERIFIED)
+             else logging.INFO)
     logger.log(level, "%s", record.event.value, extra={"sequencer_event": record})
 
 

@@ -961,3 +961,28 @@ def test_the_signing_key_never_shows_in_the_settings_repr(tmp_path: Path) -> Non
                     "secret_env: UNSUB_KEY\n", {**ENV, "UNSUB_KEY": KEY})
     assert KEY not in repr(settings) and KEY not in str(settings)
     assert KEY not in f"{settings.unsubscribe_keys}"
+
+
+def test_trust_settings_default_to_believing_no_authentication_results(tmp_path: Path) -> None:
+    settings = load(tmp_path, BOX)
+    assert settings.mailboxes["sales"].authserv_ids == frozenset()
+    assert (settings.soft_bounces.suppress_after, settings.soft_bounces.within_s) == (
+        3, 14 * 86400)
+
+
+def test_authserv_id_and_the_decay_rule_can_be_set(tmp_path: Path) -> None:
+    text = BOX + "    authserv_id: [MX.Google.com, mx2.example.com]\n" \
+        "soft_bounces: {suppress_after: 5, within: 30d}\n"
+    settings = load(tmp_path, text)
+    assert settings.mailboxes["sales"].authserv_ids == {"mx.google.com", "mx2.example.com"}
+    assert (settings.soft_bounces.suppress_after, settings.soft_bounces.within_s) == (
+        5, 30 * 86400)
+    assert load(tmp_path, BOX + "    authserv_id: mx.google.com\n").mailboxes[
+        "sales"].authserv_ids == {"mx.google.com"}
+
+
+def test_bad_trust_settings_are_refused_with_their_line(tmp_path: Path) -> None:
+    assert error_of(tmp_path, BOX + "    authserv_id: 'mx.example.com; dmarc=pass'\n") \
+        .startswith("6: authserv_id:")
+    assert "within" in error_of(tmp_path, BOX + "soft_bounces: {within: 0s}\n")
+    assert "suppress_after" in error_of(tmp_path, BOX + "soft_bounces: {suppress_after: 0}\n")

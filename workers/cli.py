@@ -10,8 +10,9 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional, TextIO
 
 import typer
 
@@ -289,11 +290,19 @@ def status(
             if as_json:
                 write_json_array(out, (r.as_dict() for r in rows))
                 return
+            review: list[tuple[query.StatusRow, query.Notice]] = []
+
+            def noting(found: Iterable[query.StatusRow]) -> Iterator[query.StatusRow]:
+                for r in found:
+                    review.extend((r, n) for n in r.unverified)
+                    yield r
+
             write_table(out, ("email", "sequence", "state", "sent", "last step",
                               "next due (UTC)", "flag"), (
                 (r.email, r.sequence, r.state, str(r.steps_sent), r.last_step or "-",
                  r.next_due.strftime("%Y-%m-%d %H:%M:%S") if r.next_due else "-", r.flag or "")
-                for r in rows))
+                for r in noting(rows)))
+            _print_review(out, review)
         finally:
             rows.close()
     except BrokenPipeError:  # `status | head`: the reader has seen enough
@@ -301,6 +310,17 @@ def status(
         raise typer.Exit(1) from None
     finally:
         application.close()
+
+
+def _print_review(out: TextIO, review: list[tuple[Any, Any]]) -> None:
+    """The inbound notices that proved too little to act on fully (docs/trust.md)."""
+    if not review:
+        return
+    out.write(f"\n{len(review)} unverified inbound message(s): nothing was suppressed for "
+              "them; run `sequencer suppress ADDRESS` for one you trust\n")
+    for row, notice in review:
+        out.write(f"  {notice.at.strftime('%Y-%m-%d %H:%M:%S')}Z {row.email} {row.sequence} "
+                  f"{notice.meaning} {notice.message_id}: {notice.detail}\n")
 
 
 def _check_address(email: str) -> None:

@@ -49,6 +49,7 @@ class Event(StrEnum):
     RESUMED = "resumed"
     STOPPED = "stopped"  # extension: `sequencer stop EMAIL`
     DEFERRED = "deferred"  # extension: a due step held back by pacing, a window or a holiday
+    UNVERIFIED = "unverified"  # extension: a notice that proves nothing; changed nothing
 
 
 class Inbound(StrEnum):

@@ -99,7 +99,7 @@ class Store:
             self.reader.dispose()
 
 
-HEAD = "0005w"
+HEAD = "0006"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 

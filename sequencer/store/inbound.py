@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, desc, insert, or_, select, update
+from sqlalchemy import Connection, desc, func, insert, or_, select, update
 
 from sequencer.core.addresses import AddressError, address_key
-from sequencer.core.machine import EnrollmentState
+from sequencer.core.machine import EnrollmentState, Inbound, SendStatus
+from sequencer.core.trust import Proof, decayed
 from sequencer.errors import StoreConflict
 from sequencer.eventlog import EventRecord
 from sequencer.mail.watching import Cursor
@@ -57,24 +58,37 @@ class Target:
     timezone: str
     how: str  # how the message was matched
     vars: Mapping[str, str] = field(default_factory=dict)  # the row's columns
+    via: str | None = None  # our Message-ID it was matched by ("message-id")
 
 
 @dataclass(frozen=True)
 class Seen:
     """The inbound message an effect comes from: recorded in the same transaction, so a
-    message is handled exactly once per mailbox (a re-delivery is a no-op)."""
+    message is handled exactly once per mailbox (a re-delivery is a no-op), with what it
+    proved and did (``core.trust``)."""
 
     mailbox: str
     key: str  # its Message-ID, or a digest of its bytes
     kind: str
+    email_key: str | None = None
+    enrollment_id: int | None = None
+    meaning: str | None = None
+    proof: str | None = None
+    action: str | None = None
+    review: bool = False
+    about: str | None = None
+    detail: str | None = None
 
 
 def _first_seen(conn: Connection, seen: Seen, now: datetime) -> bool:
     if conn.scalar(select(inbound.c.id).where(inbound.c.mailbox == seen.mailbox,
                                               inbound.c.message_id == seen.key)):
         return False
-    conn.execute(insert(inbound).values(mailbox=seen.mailbox, message_id=seen.key,
-                                        kind=seen.kind, at=now))
+    conn.execute(insert(inbound).values(
+        mailbox=seen.mailbox, message_id=seen.key, kind=seen.kind, at=now,
+        email_key=seen.email_key, enrollment_id=seen.enrollment_id, meaning=seen.meaning,
+        proof=seen.proof, action=seen.action, review=seen.review, about=seen.about,
+        detail=seen.detail))
     return True
 
 
@@ -91,19 +105,20 @@ def match(store: Store, mailbox: str, *, references: Iterable[str] = (),
     with store.read() as conn:
         for table in (sends, merged_sends) if ids else ():
             row = conn.execute(
-                select(*cols).join(table, table.c.enrollment_id == enrollments.c.id)
+                select(*cols, table.c.message_id.label("via"))
+                .join(table, table.c.enrollment_id == enrollments.c.id)
                 .where(table.c.message_id.in_(ids)).order_by(desc(table.c.step_index))
             ).first()
             if row is not None:
-                return _target(row, "message-id")
+                return _target(row, "message-id", row.via)
         if key is not None:
-            row = conn.execute(
+            found = conn.execute(
                 select(*cols).where(enrollments.c.email_key == key,
                                     enrollments.c.mailbox == mailbox)
                 .order_by(desc(enrollments.c.state == ACTIVE), desc(enrollments.c.id))
             ).first()
-            if row is not None:
-                return _target(row, "address")
+            if found is not None:
+                return _target(found, "address")
     return None
 
 
@@ -114,10 +129,49 @@ def _key_or_none(address: str) -> str | None:
         return None
 
 
-def _target(row: AnyRow, how: str) -> Target:
+def _target(row: AnyRow, how: str, via: str | None = None) -> Target:
     r = row
     return Target(r.id, r.email, r.sequence, r.mailbox, r.state,
-                  r.step_index, r.next_due, r.timezone, how, r.vars or {})
+                  r.step_index, r.next_due, r.timezone, how, r.vars or {}, via)
+
+
+def mailed(store: Store, mailbox: str, email: str) -> bool:
+    """Has ``mailbox`` ever sent (or maybe sent) a step to ``email``, in any spelling?"""
+    with store.read() as conn:
+        return conn.scalar(
+            select(sends.c.id).join(enrollments, enrollments.c.id == sends.c.enrollment_id)
+            .where(enrollments.c.email_key == address_key(email), sends.c.mailbox == mailbox,
+                   sends.c.status.in_([SendStatus.SENT.value, SendStatus.UNKNOWN.value]))
+            .limit(1)) is not None
+
+
+def soft_bounce(store: Store, target: Target, seen: Seen, now: datetime, *, count: int,
+                within: timedelta,
+                record: Callable[[int, bool], EventRecord]) -> EventRecord | None:
+    """A proven soft bounce, and the decay rule (``core.trust.decayed``): once ``count``
+    sends to the address soft-bounced within ``within`` (this one included), the address
+    is suppressed and its enrollments halt as ``bounced``. ``record(n, suppressed)`` makes
+    the event. None when the message was handled before."""
+    with store.write() as conn:
+        if not _first_seen(conn, seen, now):
+            return None
+        sent = func.coalesce(inbound.c.about, inbound.c.message_id)
+        times = [at for _, at in conn.execute(
+            select(sent, func.max(inbound.c.at))
+            .where(inbound.c.email_key == seen.email_key,
+                   inbound.c.meaning == Inbound.SOFT_BOUNCE.value,
+                   inbound.c.proof.in_([Proof.MESSAGE_ID.value, Proof.DMARC.value]),
+                   inbound.c.at >= now - within)
+            .group_by(sent)).all()]
+        suppressed = decayed(times, now, count=count, within=within)
+        event = record(len(times), suppressed)
+        if suppressed:
+            bounced = EnrollmentState.BOUNCED
+            halt_enrollment(conn, target.enrollment_id, bounced, now)
+            add_suppression(conn, target.email, event.detail or "soft bounces", now)
+            halt_address(conn, target.email, bounced, now)
+        stored_events.add(conn, event)
+    return event
 
 
 def halt(store: Store, target: Target, state: EnrollmentState, now: datetime,

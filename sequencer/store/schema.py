@@ -197,6 +197,8 @@ mailboxes = Table(
     Column("send_holder", String(32)),
 )
 
+# Each inbound message handled, once per mailbox, with what it proved and what it changed
+# (docs/trust.md). Rows from before migration 0005 have only the first five columns.
 inbound = Table(
     "inbound",
     metadata,
@@ -205,8 +207,18 @@ inbound = Table(
     Column("message_id", String(400), nullable=False),
     Column("kind", String(20), nullable=False),
     Column("at", UTCDateTime(), nullable=False),
+    Column("email_key", String(320)),  # the prospect it was about
+    Column("enrollment_id", Integer),
+    Column("meaning", String(20)),  # core.machine.Inbound: reply, hard_bounce, soft_bounce …
+    Column("proof", String(20)),  # core.trust.Proof: message-id, dmarc, none
+    Column("action", String(20)),  # core.trust.Action: halt, suppress, count, review, delay
+    Column("review", Boolean),  # listed by `status` for a human to look at
+    Column("about", String(400)),  # our Message-ID it quoted, if any
+    Column("detail", Text),
     UniqueConstraint("mailbox", "message_id", name="uq_inbound_mailbox_message"),
 )
+Index("ix_inbound_email_key_at", inbound.c.email_key, inbound.c.at)
+Index("ix_inbound_review", inbound.c.review, inbound.c.enrollment_id)
 
 oauth_grants = Table(
     "oauth_grants",

@@ -18,7 +18,7 @@ from sqlalchemy import Select, bindparam, func, select
 from sequencer.core.addresses import address_key
 from sequencer.core.machine import EnrollmentState, SendStatus
 from sequencer.store.db import Store
-from sequencer.store.schema import enrollments, sends
+from sequencer.store.schema import enrollments, inbound, sends
 
 PAGE = 1000
 
@@ -26,6 +26,33 @@ _SENDS_OF = (
     select(sends.c.enrollment_id, sends.c.step_index, sends.c.step_name, sends.c.status)
     .where(sends.c.enrollment_id.in_(bindparam("ids", expanding=True)))
 )
+_NOTICE_COLUMNS = (inbound.c.enrollment_id, inbound.c.at, inbound.c.mailbox,
+                   inbound.c.message_id, inbound.c.meaning, inbound.c.proof, inbound.c.action,
+                   inbound.c.detail)
+_NOTICES_OF = (
+    select(*_NOTICE_COLUMNS)
+    .where(inbound.c.review.is_(True),
+           inbound.c.enrollment_id.in_(bindparam("ids", expanding=True)))
+    .order_by(inbound.c.id)
+)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """An inbound message that proved too little to act on fully: listed for review."""
+
+    at: datetime
+    mailbox: str
+    message_id: str
+    meaning: str | None
+    proof: str | None
+    action: str | None
+    detail: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat().replace("+00:00", "Z"), "mailbox": self.mailbox,
+                "message_id": self.message_id, "kind": self.meaning, "proof": self.proof,
+                "action": self.action, "detail": self.detail}
 
 
 @dataclass(frozen=True)
@@ -39,6 +66,7 @@ class StatusRow:
     next_due: datetime | None
     flag: str | None
     unknown_steps: int
+    unverified: tuple[Notice, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +80,7 @@ class StatusRow:
                          if self.next_due else None),
             "flag": self.flag,
             "unknown_steps": self.unknown_steps,
+            "unverified": [n.as_dict() for n in self.unverified],
         }
 
 
@@ -93,12 +122,16 @@ def rows(store: Store, *, email: str | None = None, sequence: str | None = None,
                     sent.setdefault(eid, []).append((index, name))
                 elif status == unknown_status:
                     unknown[eid] = unknown.get(eid, 0) + 1
+            notices: dict[int, list[Notice]] = {}
+            for eid, *fields in conn.execute(_NOTICES_OF, {"ids": ids}):
+                notices.setdefault(eid, []).append(Notice(*fields))
             for eid, address, seq, mailbox, now_state, due, flag in page:
                 done = sent.get(eid, ())
                 yield StatusRow(address, seq, mailbox, now_state, len(done),
                                 max(done)[1] if done else None,
                                 due if now_state == active else None, flag,
-                                unknown.get(eid, 0))
+                                unknown.get(eid, 0), tuple(notices.get(eid, ())))
+
 
 def status(store: Store, *, email: str | None = None,
            sequence: str | None = None) -> list[StatusRow]:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sequencer.config import Settings
-from sequencer.core import machine, schedule, timing
-from sequencer.core.addresses import address_key
+from sequencer.core import machine, schedule, timing, trust
+from sequencer.core.addresses import AddressError, address_key
 from sequencer.core.classify import Kind, Verdict, classify
-from sequencer.core.machine import EnrollmentState
+from sequencer.core.machine import EnrollmentState, Event
 from sequencer.core.schedule import Recipient
 from sequencer.errors import RetryLater, StoreError
 from sequencer.eventlog import EventRecord, emit
@@ -81,31 +81,94 @@ def _handle(app: Workspace, mailbox: str, message: Inbound) -> EventRecord | Non
     address = verdict.recipient if verdict.kind in (Kind.BOUNCE, Kind.COMPLAINT) \
         else verdict.sender
     target = store_inbound.match(app.store, mailbox, references=verdict.references,
-                               original=verdict.original_message_id, address=address)
+                                 original=verdict.original_message_id, address=address)
     if target is None:
         logger.info("inbound %s uid %s: %s from %s matches no enrollment (%s)", mailbox,
                     message.uid, verdict.kind.value, address or "?", verdict.reason)
         return None
-    seen = store_inbound.Seen(mailbox, key, verdict.kind.value)
-    record = _apply(app, target, verdict, what, now, seen)
+    decision = judge(app, mailbox, message.raw, verdict, what, target)
+    seen = store_inbound.Seen(
+        mailbox, key, verdict.kind.value, email_key=address_key(target.email),
+        enrollment_id=target.enrollment_id, meaning=what.value,
+        proof=decision.proof.value, action=decision.action.value, review=decision.review,
+        about=target.via, detail=_detail(decision, verdict))
+    record = _apply(app, target, verdict, what, decision, now, seen)
     if record is None:
         logger.info("inbound %s uid %s: %s already handled", mailbox, message.uid, key)
     return record
 
 
+def judge(app: Workspace, mailbox: str, raw: bytes, verdict: Verdict, what: machine.Inbound,
+          target: Target) -> trust.Decision:
+    """What this message proves about ``target``, and so what it may do (``core.trust``)."""
+    quotes_ours = target.how == "message-id"
+    auth, mailed = trust.NOTHING, False
+    if not quotes_ours and what in _NEED_PROOF:
+        box = app.settings.mailboxes.get(mailbox)
+        auth = trust.authentication(raw, box.authserv_ids if box else ())
+        if auth is not trust.NOTHING and what in _NOTICES:
+            mailed = store_inbound.mailed(app.store, mailbox, target.email)
+    evidence = trust.proof(what, quotes_ours=quotes_ours, auth=auth, sender=verdict.sender,
+                           named=verdict.recipient, prospect=target.email, mailed=mailed)
+    return trust.decide(what, evidence, from_prospect=_same(verdict.sender, target.email))
+
+
+_NOTICES = frozenset({machine.Inbound.HARD_BOUNCE, machine.Inbound.SOFT_BOUNCE,
+                      machine.Inbound.COMPLAINT})
+_NEED_PROOF = _NOTICES | {machine.Inbound.UNSUBSCRIBE}
+
+
+def _same(a: str | None, b: str) -> bool:
+    try:
+        return a is not None and address_key(a) == address_key(b)
+    except AddressError:
+        return False
+
+
+def _detail(decision: trust.Decision, verdict: Verdict) -> str:
+    if decision.action is trust.Action.REVIEW:
+        return f"not acted on: {decision.why} ({verdict.reason})"
+    if decision.review:
+        return f"{verdict.reason}; halted, not suppressed: {decision.why}"
+    return verdict.reason
+
+
 def _apply(app: Workspace, target: Target, verdict: Verdict, what: machine.Inbound,
-           now: datetime, seen: store_inbound.Seen) -> EventRecord | None:
+           decision: trust.Decision, now: datetime,
+           seen: store_inbound.Seen) -> EventRecord | None:
     seq = app.sequences.get(target.sequence)
     stop_on = seq.stop_on if seq else frozenset({"reply", "bounce", "unsubscribe",
                                                  "complaint"})
     effect = machine.on_inbound(EnrollmentState(target.state), what, stop_on)
-    detail = verdict.reason
-    if what is machine.Inbound.SOFT_BOUNCE:
-        detail = f"soft bounce, sequence goes on: {verdict.reason}"
-    record = EventRecord(effect.event, now, email=target.email, mailbox=target.mailbox,
-                         sequence=target.sequence, message_id=verdict.message_id,
-                         detail=detail, enrollment_id=target.enrollment_id)
-    if effect.delays and verdict.return_date is not None:
+
+    def event(kind: Event, detail: str) -> EventRecord:
+        return EventRecord(kind, now, email=target.email, mailbox=target.mailbox,
+                           sequence=target.sequence, message_id=verdict.message_id,
+                           detail=detail, enrollment_id=target.enrollment_id)
+
+    action = decision.action
+    record = event(effect.event, seen.detail or verdict.reason)
+    if action is trust.Action.REVIEW:
+        record = event(Event.UNVERIFIED, f"{what.value} {seen.detail}")
+        applied = store_inbound.note(app.store, record, seen, now)
+    elif action is trust.Action.COUNT:
+        rule = app.settings.soft_bounces
+        within = timedelta(seconds=rule.within_s)
+
+        def counted(n: int, suppressed: bool) -> EventRecord:
+            window = f"{n} of {rule.suppress_after} soft bounces within {_span(within)}"
+            if suppressed:
+                return event(Event.BOUNCED, f"address suppressed: {window} ({verdict.reason})")
+            return event(Event.BOUNCED, f"soft bounce, sequence goes on: {window} "
+                                        f"({verdict.reason})")
+
+        found = store_inbound.soft_bounce(app.store, target, seen, now,
+                                          count=rule.suppress_after, within=within,
+                                          record=counted)
+        if found is not None:
+            record = found
+        applied = found is not None
+    elif action is trust.Action.DELAY and effect.delays and verdict.return_date is not None:
         tz = ZoneInfo(target.timezone)
         back = timing.back_after(verdict.return_date, tz)
         due = target.next_due
@@ -113,20 +176,23 @@ def _apply(app: Workspace, target: Target, verdict: Verdict, what: machine.Inbou
         if new_due is not None and seq is not None:  # then into the window, off holidays
             who = Recipient(target.email, target.timezone, target.vars)
             new_due = schedule.hold(seq, who, target.step_index, new_due).at
-        record = EventRecord(
-            effect.event, now, email=target.email, mailbox=target.mailbox,
-            sequence=target.sequence, message_id=verdict.message_id,
-            detail=f"back on {verdict.return_date.isoformat()}; next step not before "
-                   f"{back.strftime('%Y-%m-%d %H:%M')}Z",
-            enrollment_id=target.enrollment_id)
+        record = event(effect.event, f"back on {verdict.return_date.isoformat()}; next step "
+                                     f"not before {back.strftime('%Y-%m-%d %H:%M')}Z")
         applied = store_inbound.delay(app.store, target, back, new_due, record, seen, now)
-    elif effect.state is not None or effect.suppress:
+    elif action is trust.Action.SUPPRESS:
         applied = store_inbound.halt(
             app.store, target, effect.state or EnrollmentState(target.state), now, record,
-            seen, suppress=f"{what.value}: {verdict.reason}" if effect.suppress else None)
+            seen, suppress=f"{what.value} ({decision.proof.value}): {verdict.reason}")
+    elif action is trust.Action.HALT and effect.state is not None:
+        applied = store_inbound.halt(app.store, target, effect.state, now, record, seen)
     else:
         applied = store_inbound.note(app.store, record, seen, now)
     if not applied:
         return None
     emit(record)
     return record
+
+
+def _span(span: timedelta) -> str:
+    days = span / timedelta(days=1)
+    return f"{days:g} days" if days >= 1 else f"{span.total_seconds():g}s"

@@ -14,7 +14,7 @@ from tests.harness import Engine
 from tests.workdir import make_workdir, prospects_csv
 
 FIELDS = ["email", "sequence", "mailbox", "state", "steps_sent", "last_step", "next_due",
-          "flag", "unknown_steps"]
+          "flag", "unknown_steps", "unverified"]
 
 
 def _engine_with_history(tmp_path: Path, smtp_port: int):  # type: ignore[no-untyped-def]
