@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sequencer.config import load_settings
-from sequencer.store.claims import Claim
-from sequencer.usecases.sending import Senders, deliver
+from sequencer.store.claims import Job
+from sequencer.store.hotpath import HotPath
+from sequencer.usecases.sending import Senders, commit_outcomes, deliver
 from sequencer.workspace import Workspace
 from tests.workdir import Workdir
 from workers.scheduler import Scheduler
@@ -26,24 +27,27 @@ class Clock:
 
 
 class Engine:
-    """One scheduler and one sender loop, stepped by hand."""
+    """One scheduler and one sender, stepped by hand (outcomes committed after each
+    ``deliver``)."""
 
     def __init__(self, wd: Workdir, clock: Clock | None = None) -> None:
         self.clock = clock or Clock()
         self.app = Workspace.from_settings(load_settings(wd.config, env=wd.env), clock=self.clock)
-        self.claims: list[Claim] = []
-        self.scheduler = Scheduler(self.app, self.claims.append)
+        self.claims: list[Job] = []
+        self.scheduler = Scheduler(self.app, self.claims.append, probe=500)
         self.runner = asyncio.Runner()
         self.senders = Senders(self.app)
+        self.path = HotPath(self.app.store)
 
-    def claim(self) -> list[Claim]:
+    def claim(self) -> list[Job]:
         self.scheduler.tick()
         claims, self.claims[:] = list(self.claims), []
         return claims
 
-    def deliver(self, claims: list[Claim]) -> None:
+    def deliver(self, claims: list[Job]) -> None:
         for claim in claims:
-            self.runner.run(deliver(self.app, claim, self.senders))
+            self.runner.run(deliver(self.app, claim, self.senders, self.path))
+        commit_outcomes(self.app, self.path)
 
     def step(self) -> int:
         """Claim what is due now and deliver it; returns how many claims there were."""
@@ -54,4 +58,5 @@ class Engine:
     def close(self) -> None:
         self.runner.run(self.senders.close())
         self.runner.close()
+        self.path.close()
         self.app.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dramatiq
 
 from workers import runtime
@@ -10,8 +12,9 @@ from workers.broker import QUEUE
 _actor: dramatiq.Actor | None = None  # type: ignore[type-arg]
 
 
-def send_step_fn(enrollment_id: int, token: str) -> None:
-    runtime.send_claim(enrollment_id, token)
+def send_step_fn(job: dict[str, Any]) -> None:
+    """``job`` is a claim's ``Job.payload()``: everything the send needs."""
+    runtime.send_job(job)
 
 
 def declare(broker: dramatiq.Broker) -> dramatiq.Actor:  # type: ignore[type-arg]

@@ -1,12 +1,16 @@
 """The broker from settings: ``memory`` (dramatiq's StubBroker, in-process) or ``redis://``.
 
-The broker only says "do this now": a message carries an enrollment id and its claim token.
+The broker only says "do this now": a message carries the claimed job (its enrollment, its
+claim token and what the send needs); the gate trusts nothing in it but the token.
+``sequencer run`` with ``memory`` hands its jobs to its own sender without a broker.
 Middleware is cut down on purpose: no time limit and no shutdown interrupts (either could
 cancel a send after the server's 250), and no broker retries (transient failures are
 rescheduled in the database).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
@@ -31,3 +35,21 @@ def make_broker(url: str) -> dramatiq.Broker:
                          "redis://host:port/db")
     dramatiq.set_broker(broker)
     return broker
+
+
+def queue_depth(broker: dramatiq.Broker) -> Callable[[], int]:
+    """How many send messages the broker holds that no worker has finished (queued, or
+    fetched and not acknowledged yet): the scheduler's view of the queue."""
+    if isinstance(broker, StubBroker):
+        queue = broker.queues.get(QUEUE)
+        return (lambda: 0) if queue is None else queue.qsize
+    client = getattr(broker, "client", None)
+    namespace = getattr(broker, "namespace", "dramatiq")
+    if client is None:
+        return lambda: 0
+    key = f"{namespace}:{QUEUE}.msgs"  # dramatiq's hash of every message not yet acked
+
+    def depth() -> int:
+        return int(client.hlen(key))
+
+    return depth

@@ -11,14 +11,14 @@ import threading
 from collections.abc import Callable
 
 import dramatiq
-from dramatiq.brokers.stub import StubBroker
 
 from sequencer.config import redact_url
 from sequencer.store import outcomes
-from sequencer.store.claims import Claim
+from sequencer.store.claims import Job
 from sequencer.workspace import Workspace
 from workers import actors, runtime
-from workers.broker import QUEUE, make_broker
+from workers.broker import make_broker, queue_depth
+from workers.runtime import SendLoop
 from workers.scheduler import Scheduler
 from workers.watch import start_watchers
 from workers.webhooks import Deliverer
@@ -27,50 +27,59 @@ logger = logging.getLogger(__name__)
 
 
 def start_workers(app: Workspace, threads: int) -> tuple[dramatiq.Broker, dramatiq.Worker,
-                                                   dramatiq.Actor]:  # type: ignore[type-arg]
+                                                   dramatiq.Actor, SendLoop]:  # type: ignore[type-arg]
+    """The broker's worker threads, each handing its message's job to this process's one
+    sender (``threads`` concurrent sends on one event loop)."""
     broker = make_broker(app.settings.broker)
     actor = actors.declare(broker)
-    runtime.install(app)
+    sender = SendLoop(app, threads).start()
+    runtime.install(sender)
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
     worker.start()
-    return broker, worker, actor
+    return broker, worker, actor, sender
 
 
-def stop_workers(broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+def stop_workers(broker: dramatiq.Broker, worker: dramatiq.Worker, sender: SendLoop) -> None:
     runtime.stopping.set()  # anything not started yet is given back, not sent
-    if isinstance(broker, StubBroker):
-        try:
-            broker.join(QUEUE, timeout=60_000, fail_fast=False)
-        except Exception:  # a timeout here only means leases will expire instead
-            logger.warning("could not drain the in-process queue", exc_info=True)
     worker.stop(timeout=120_000)
-    runtime.close_all()
+    sender.stop()
     broker.close()
 
 
 def run(app: Workspace, stop: threading.Event, *, threads: int = 8, scheduler: bool = True,
         senders: bool = True, watchers: bool = True,
         until: Callable[[], bool] | None = None) -> int:
-    """Run until ``stop`` is set (or ``until()`` turns true); returns the exit code."""
+    """Run until ``stop`` is set (or ``until()`` turns true); returns the exit code.
+
+    With ``broker: memory`` the scheduler hands its jobs straight to the in-process sender
+    (no broker in between: nothing would survive the process anyway); with Redis they go
+    through dramatiq, and the scheduler watches the queue's depth.
+    """
     if senders:
         for name in outcomes.unpause_mailboxes(app.store):
             logger.info("mailbox %s was paused; trying it again", name)
-    broker, worker, actor = start_workers(app, threads) if senders else (None, None, None)
+    embedded = app.settings.broker == "memory"
+    sender: SendLoop | None = None
+    broker: dramatiq.Broker | None = None
+    worker: dramatiq.Worker | None = None
+    enqueue: Callable[[Job], None] | None = None
     backlog: Callable[[], int] = lambda: 0  # noqa: E731
-    if isinstance(broker, StubBroker):
-        queue = broker.queues[QUEUE]
-        backlog = queue.qsize
-    if actor is None and scheduler:
-        broker = make_broker(app.settings.broker)
-        actor = actors.declare(broker)
-    sched = None
-    if scheduler and actor is not None:
+    if senders and embedded:
+        sender = SendLoop(app, threads).start()
+        enqueue, backlog = sender.submit, sender.backlog
+    elif senders:
+        broker, worker, actor, sender = start_workers(app, threads)
+    if scheduler and enqueue is None:
+        if broker is None:
+            broker = make_broker(app.settings.broker)
+            actor = actors.declare(broker)
         send = actor.send
+        backlog = queue_depth(broker)
 
-        def enqueue(claim: Claim) -> None:
-            send(claim.enrollment_id, claim.token)
+        def enqueue(job: Job) -> None:
+            send(job.payload())
 
-        sched = Scheduler(app, enqueue, backlog=backlog)
+    sched = Scheduler(app, enqueue, backlog=backlog) if scheduler and enqueue else None
     watch_threads = start_watchers(app, stop) if watchers else []
     threads_: list[threading.Thread] = []
     if sched is not None:
@@ -97,8 +106,10 @@ def run(app: Workspace, stop: threading.Event, *, threads: int = 8, scheduler: b
             deliverer.wake.set()
         for t in threads_:
             t.join(timeout=30)
-        if worker is not None and broker is not None:
-            stop_workers(broker, worker)
+        if worker is not None and broker is not None and sender is not None:
+            stop_workers(broker, worker, sender)
+        elif sender is not None:
+            sender.stop()
         for t in watch_threads:
             t.join(timeout=30)
     return 0

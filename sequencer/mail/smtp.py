@@ -355,6 +355,10 @@ def _check_address(address: str, rcpt: str) -> None:
 
 def _dot_terminated(data: bytes) -> bytes:
     """CRLF line endings, dot-stuffing (RFC 5321 §4.5.2) and the final ``.``."""
+    crlf = data.count(b"\r\n")
+    if crlf == data.count(b"\n") == data.count(b"\r") and not data.startswith(b".") \
+            and b"\n." not in data:  # already CRLF, nothing to stuff (what compose writes)
+        return data + (b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n")
     wire = _LINE_ENDINGS.sub(b"\r\n", data)
     if not wire.endswith(b"\r\n"):
         wire += b"\r\n"

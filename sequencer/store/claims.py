@@ -1,20 +1,21 @@
-"""Claiming due steps, and the gate right before DATA.
+"""Claiming due steps.
 
-The claim is the only way to own a step: a conditional update stamps the enrollment with a
-fresh token and a lease. Before DATA the sender commits ``data_at`` — conditional on the
-token and on the enrollment still being active and not suppressed — and that commit is the
-point of no return: a step whose lease ran out with ``data_at`` set is ``unknown`` (flagged,
-never resent); one without it is claimed again and sent. What became of a step is recorded
-by ``store.outcomes``.
+The claim is the only way to own a step: an update stamps the locked enrollment with a
+fresh token and a lease, and the claim returns everything its sender needs (a ``Job``).
+Before DATA the sender commits ``data_at`` (the gate, ``store.hotpath``) — conditional on
+the token and on the enrollment still being active and not suppressed — and that commit is
+the point of no return: a step whose lease ran out with ``data_at`` set is ``unknown``
+(flagged, never resent); one without it is claimed again and sent. What became of a step is
+recorded by ``store.hotpath`` (a 250, in batches) and ``store.outcomes`` (everything else).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from enum import StrEnum
+from dataclasses import dataclass, fields
+from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, exists, insert, or_, select, update
 
@@ -31,66 +32,13 @@ ACTIVE = EnrollmentState.ACTIVE.value
 # The hot-path statements are built once, with bind parameters: building a Core statement
 # costs ~0.4 ms a time here, executing a prebuilt one ~0.05 ms. Same SQL, same conditions.
 _PAUSED = select(mailboxes.c.name).where(mailboxes.c.paused)
-_EXISTING_SEND = select(
-    sends.c.id, sends.c.status, sends.c.data_at, sends.c.message_id
-).where(sends.c.enrollment_id == bindparam("eid"), sends.c.step_index == bindparam("step"))
-_CLAIM = (
-    update(enrollments)
-    .where(
-        enrollments.c.id == bindparam("eid"),
-        enrollments.c.state == ACTIVE,
-        or_(enrollments.c.lease_until.is_(None), enrollments.c.lease_until < bindparam("now")),
-    )
-    .values(claim_token=bindparam("tok"), lease_until=bindparam("lease_until"),
-            updated_at=bindparam("now"))
-)
-_NEW_SEND = insert(sends).values(
-    enrollment_id=bindparam("eid"), step_index=bindparam("step"), step_name=bindparam("name"),
-    mailbox=bindparam("mailbox"), message_id=bindparam("mid"),
-    status=SendStatus.CLAIMED.value, attempts=1, created_at=bindparam("now"),
-)
-_RETRY_SEND = (update(sends).where(sends.c.id == bindparam("sid"))
-               .values(attempts=sends.c.attempts + 1))
-_JOB = (
-    select(enrollments, sends.c.id.label("send_id"), sends.c.message_id,
-           sends.c.attempts.label("send_attempts"), sends.c.status.label("send_status"),
-           sends.c.data_at)
-    .join(sends, and_(sends.c.enrollment_id == enrollments.c.id,
-                      sends.c.step_index == enrollments.c.step_index))
-    .where(enrollments.c.id == bindparam("eid"))
-)
-_THREAD = (
-    select(sends.c.message_id, sends.c.subject)
-    .where(sends.c.enrollment_id == bindparam("eid"),
-           sends.c.status.in_([SendStatus.SENT.value, SendStatus.UNKNOWN.value]))
-    .order_by(sends.c.step_index)
-)
-_GATE_ENROLLMENT = (
-    update(enrollments)
-    .where(enrollments.c.id == bindparam("eid"),
-           enrollments.c.claim_token == bindparam("tok"),
-           enrollments.c.state == ACTIVE,
-           ~exists().where(suppressions.c.email_key == enrollments.c.email_key))
-    .values(updated_at=bindparam("now"), lease_until=bindparam("lease_until"))
-)
-_GATE_SEND = (
-    update(sends)
-    .where(sends.c.id == bindparam("sid"),
-           sends.c.status == SendStatus.CLAIMED.value,
-           sends.c.data_at.is_(None))
-    .values(data_at=bindparam("now"), subject=bindparam("subj"))
-)
-
-
-@dataclass(frozen=True)
-class Claim:
-    enrollment_id: int
-    token: str
-
-
 @dataclass(frozen=True)
 class Job:
-    """Everything the sender needs, read under a valid claim."""
+    """Everything the sender needs, read by the claim itself (no second round trip).
+
+    It travels through the broker as :meth:`payload`; what it says is only trusted under
+    the gate, which re-checks the claim token, the state and the suppression list.
+    """
 
     enrollment_id: int
     token: str
@@ -101,13 +49,51 @@ class Job:
     attempts: int
     vars: Mapping[str, str]
     timezone: str
-    follow_up_by: object
+    follow_up_by: date | None
     send_id: int
     message_id: str
     send_attempts: int
     thread_message_id: str | None
     thread_references: tuple[str, ...]
     thread_subject: str | None
+
+    def payload(self) -> dict[str, Any]:
+        """A JSON-safe form for a broker message."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["vars"] = dict(self.vars)
+        data["thread_references"] = list(self.thread_references)
+        data["follow_up_by"] = self.follow_up_by.isoformat() if self.follow_up_by else None
+        return data
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any]) -> Job:
+        values = dict(data)
+        values["thread_references"] = tuple(values["thread_references"])
+        fub = values["follow_up_by"]
+        values["follow_up_by"] = date.fromisoformat(fub) if fub else None
+        return cls(**values)
+
+
+_CANDIDATES_COLUMNS = (
+    enrollments.c.id, enrollments.c.mailbox, enrollments.c.sequence, enrollments.c.step_index,
+    enrollments.c.email, enrollments.c.timezone, enrollments.c.vars, enrollments.c.attempts,
+    enrollments.c.follow_up_by, sends.c.id.label("send_id"), sends.c.status.label("send_status"),
+    sends.c.data_at, sends.c.message_id, sends.c.attempts.label("send_attempts"),
+)
+_CLAIM_MANY = (
+    update(enrollments).where(enrollments.c.id == bindparam("eid"))
+    .values(claim_token=bindparam("tok"), lease_until=bindparam("lease_until"),
+            updated_at=bindparam("now"))
+)
+_NEW_SENDS = insert(sends).returning(sends.c.id, sort_by_parameter_order=True)
+_RETRY_SENDS = (update(sends).where(sends.c.id == bindparam("sid"))
+                .values(attempts=sends.c.attempts + 1))
+_THREADS = (
+    select(sends.c.enrollment_id, sends.c.message_id, sends.c.subject)
+    .where(sends.c.enrollment_id.in_(bindparam("eids", expanding=True)),
+           sends.c.status.in_([SendStatus.SENT.value, SendStatus.UNKNOWN.value]))
+    .order_by(sends.c.enrollment_id, sends.c.step_index)
+)
 
 
 def claim_due(
@@ -122,18 +108,21 @@ def claim_due(
     mailboxes_known: Collection[str] | None = None,
     hold: pacing.Hold | None = None,
     lookback: pacing.Lookback | None = None,
-) -> tuple[list[Claim], list[EventRecord]]:
+) -> tuple[list[Job], list[EventRecord]]:
     """Claim up to ``limit`` due enrollments; create or reuse each one's send row.
 
-    Returns the claims to dispatch and the events of steps found ``unknown`` or failed on
-    the way. ``step_name(sequence, index)`` is None when the sequence or step no longer
-    exists. Paused mailboxes, mailboxes at a limit (``store.limits``: daily, hourly, or a
-    spaced mailbox whose turn is taken) and suppressed addresses are left out in SQL, so
-    they never starve the others. ``hold`` may hold a due step back
-    (pacing, its window, a holiday): it is then due again later and a ``deferred`` event
-    says why (see ``store.pacing``).
+    Returns the jobs to dispatch (everything their sender needs) and the events of steps
+    found ``unknown`` or failed on the way. ``step_name(sequence, index)`` is None when the
+    sequence or step no longer exists. Paused mailboxes, mailboxes at a limit
+    (``store.limits``: daily, hourly, or a spaced mailbox whose turn is taken) and
+    suppressed addresses are left out in SQL, so they never starve the others. ``hold`` may
+    hold a due step back (pacing, its window, a holiday): it is then due again later and a
+    ``deferred`` event says why (see ``store.pacing``).
+
+    The candidates are read with their current send row in one statement, locked (``FOR
+    UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serializes writers),
+    so the claims, the new send rows and the thread lookups then run as one batch each.
     """
-    claims: list[Claim] = []
     records: list[EventRecord] = []
     with store.write() as conn:
         records += _sweep(conn, now, lease)
@@ -141,10 +130,9 @@ def claim_due(
         budget = mailbox_limits.open_budgets(conn, now, limits or {}, lock=not store.is_sqlite,
                                              skip=paused)
         closed = paused | budget.closed
-        candidates = select(
-            enrollments.c.id, enrollments.c.mailbox, enrollments.c.sequence,
-            enrollments.c.step_index, enrollments.c.email, enrollments.c.timezone,
-            enrollments.c.vars,
+        candidates = select(*_CANDIDATES_COLUMNS).select_from(
+            enrollments.outerjoin(sends, and_(sends.c.enrollment_id == enrollments.c.id,
+                                              sends.c.step_index == enrollments.c.step_index))
         ).where(
             enrollments.c.state == ACTIVE,
             enrollments.c.next_due <= now,
@@ -155,13 +143,20 @@ def claim_due(
             candidates = candidates.where(enrollments.c.mailbox.not_in(sorted(closed)))
         if not store.is_sqlite:
             candidates = candidates.with_for_update(skip_locked=True, of=enrollments)
-        rows = conn.execute(candidates).all()
-        for row in rows:
-            existing = conn.execute(
-                _EXISTING_SEND, {"eid": row.id, "step": row.step_index}).first()
-            if not budget.allows(row.mailbox, new=existing is None):
+        claimed: list[tuple[AnyRow, str, str | None]] = []  # (row, token, new message id)
+        emails: set[str] = set()
+        jobs: list[Job] = []
+        for row in conn.execute(candidates).all():
+            existing = row.send_id is not None
+            if not budget.allows(row.mailbox, new=not existing):
                 continue
-            if hold is not None and (existing is None or existing.data_at is None):
+            if hold is not None and (not existing or row.data_at is None):
+                if row.email in emails and lookback is not None \
+                        and lookback(row.sequence) is not None:
+                    # Paced, and another email to this prospect is in the batch: store
+                    # the batch so far, so that pacing sees that one's send row.
+                    jobs += _claim_batch(conn, claimed, now, lease, step_name)
+                    claimed, emails = [], set()
                 verdict = pacing.check(
                     conn, pacing.Candidate(row.id, row.email, row.sequence, row.mailbox,
                                            row.step_index, row.timezone, row.vars or {}),
@@ -171,31 +166,64 @@ def claim_due(
                     if isinstance(verdict, EventRecord):
                         records.append(verdict)
                     continue
-            token = uuid.uuid4().hex
-            won = conn.execute(
-                _CLAIM, {"eid": row.id, "now": now, "tok": token, "lease_until": now + lease}
-            ).rowcount
-            if won != 1:
-                continue
             name = step_name(row.sequence, row.step_index)
-            if existing is not None and existing.data_at is not None:
-                records.append(_mark_unknown(conn, row, existing, name, now))
+            if existing and row.data_at is not None:
+                records.append(_mark_unknown(conn, row, name, now))
                 continue
             if name is None or (mailboxes_known is not None
                                 and row.mailbox not in mailboxes_known):
                 records.append(_pause_for_settings(conn, row, now, name is None))
                 continue
-            if existing is None:
-                conn.execute(_NEW_SEND, {
-                    "eid": row.id, "step": row.step_index, "name": name,
-                    "mailbox": row.mailbox, "mid": new_message_id(row.mailbox), "now": now,
-                })
-            else:
-                conn.execute(_RETRY_SEND, {"sid": existing.id})
-            budget.took(conn, row.mailbox, token, existing is None, now, now + lease)
-            claims.append(Claim(row.id, token))
+            token = uuid.uuid4().hex
+            claimed.append((row, token, None if existing else new_message_id(row.mailbox)))
+            emails.add(row.email)
+            budget.took(conn, row.mailbox, token, not existing, now, now + lease)
+        jobs += _claim_batch(conn, claimed, now, lease, step_name)
         stored_events.add(conn, *records)
-    return claims, records
+    return jobs, records
+
+
+def _claim_batch(conn: Connection, claimed: list[tuple[AnyRow, str, str | None]],
+                 now: datetime, lease: timedelta,
+                 step_name: Callable[[str, int], str | None]) -> list[Job]:
+    """Stamp the locked candidates, create or count their send rows, read their threads."""
+    if not claimed:
+        return []
+    conn.execute(_CLAIM_MANY, [{"eid": row.id, "tok": token, "lease_until": now + lease,
+                                "now": now} for row, token, _mid in claimed])
+    fresh = [(row, mid) for row, _token, mid in claimed if mid is not None]
+    new_ids: dict[int, int] = {}
+    if fresh:
+        result = conn.execute(_NEW_SENDS, [{
+            "enrollment_id": row.id, "step_index": row.step_index,
+            "step_name": step_name(row.sequence, row.step_index), "mailbox": row.mailbox,
+            "message_id": mid, "status": SendStatus.CLAIMED.value, "attempts": 1,
+            "created_at": now} for row, mid in fresh])
+        new_ids = {row.id: send_id for (row, _mid), send_id
+                   in zip(fresh, result.scalars().all(), strict=True)}
+    retried = [{"sid": row.send_id} for row, _token, mid in claimed if mid is None]
+    if retried:
+        conn.execute(_RETRY_SENDS, retried)
+    later = [row.id for row, _token, _mid in claimed if row.step_index > 0]
+    threads: dict[int, list[AnyRow]] = {}
+    for start in range(0, len(later), 500):
+        for t in conn.execute(_THREADS, {"eids": later[start:start + 500]}):
+            threads.setdefault(t.enrollment_id, []).append(t)
+    jobs = []
+    for row, token, mid in claimed:
+        thread = threads.get(row.id, [])
+        jobs.append(Job(
+            enrollment_id=row.id, token=token, email=row.email, sequence=row.sequence,
+            mailbox=row.mailbox, step_index=row.step_index, attempts=row.attempts,
+            vars=row.vars or {}, timezone=row.timezone, follow_up_by=row.follow_up_by,
+            send_id=new_ids[row.id] if mid is not None else row.send_id,
+            message_id=mid if mid is not None else row.message_id,
+            send_attempts=1 if mid is not None else row.send_attempts + 1,
+            thread_message_id=thread[-1].message_id if thread else None,
+            thread_references=tuple(t.message_id for t in thread),
+            thread_subject=thread[0].subject if thread else None,
+        ))
+    return jobs
 
 
 _ORPHANS = (
@@ -238,18 +266,17 @@ def _sweep(conn: Connection, now: datetime, lease: timedelta) -> list[EventRecor
     return records
 
 
-def _mark_unknown(conn: Connection, row: AnyRow, existing: AnyRow, step: str | None,
+def _mark_unknown(conn: Connection, row: AnyRow, step: str | None,
                   now: datetime) -> EventRecord:
     detail = "DATA went out but no reply was recorded; not resent — check and resume or stop"
-    conn.execute(update(sends).where(sends.c.id == existing.id).values(
+    conn.execute(update(sends).where(sends.c.id == row.send_id).values(
         status=SendStatus.UNKNOWN.value, done_at=now, detail=detail))
     conn.execute(update(enrollments).where(enrollments.c.id == row.id).values(
         state=EnrollmentState.PAUSED.value, claim_token=None, lease_until=None,
         flag=f"step {step or '?'}: outcome unknown", updated_at=now))
     return EventRecord(Event.UNKNOWN, now, email=row.email, mailbox=row.mailbox,
-                       sequence=row.sequence, step=step,
-                       message_id=existing.message_id, detail=detail,
-                       enrollment_id=row.id)
+                       sequence=row.sequence, step=step, message_id=row.message_id,
+                       detail=detail, enrollment_id=row.id)
 
 
 def _pause_for_settings(conn: Connection, row: AnyRow, now: datetime,
@@ -269,53 +296,6 @@ def _pause_for_settings(conn: Connection, row: AnyRow, now: datetime,
     return EventRecord(Event.PAUSED, now, email=row.email, mailbox=row.mailbox,
                        sequence=row.sequence, enrollment_id=row.id,
                        detail=f"{reason}: fix it, then `sequencer resume`")
-
-
-def load_job(store: Store, claim: Claim) -> Job | None:
-    """The claimed step, or None when the claim is stale or the enrollment halted."""
-    with store.read() as conn:
-        row = conn.execute(_JOB, {"eid": claim.enrollment_id}).first()
-        if (row is None or row.claim_token != claim.token or row.state != ACTIVE
-                or row.send_status != SendStatus.CLAIMED.value or row.data_at is not None):
-            return None
-        thread = conn.execute(_THREAD, {"eid": claim.enrollment_id}).all()
-    return Job(
-        enrollment_id=row.id, token=claim.token, email=row.email, sequence=row.sequence,
-        mailbox=row.mailbox, step_index=row.step_index, attempts=row.attempts,
-        vars=row.vars, timezone=row.timezone, follow_up_by=row.follow_up_by,
-        send_id=row.send_id, message_id=row.message_id, send_attempts=row.send_attempts,
-        thread_message_id=thread[-1].message_id if thread else None,
-        thread_references=tuple(t.message_id for t in thread),
-        thread_subject=thread[0].subject if thread else None,
-    )
-
-
-class Gate(StrEnum):
-    """What ``mark_data`` decided."""
-
-    GO = "go"  # this sender owns the step: send DATA now
-    HALTED = "halted"  # the enrollment halted (or the claim was lost): send nothing
-    DUPLICATE = "duplicate"  # another holder of the same claim already passed: send nothing
-    BUSY = "busy"  # another send holds the spaced mailbox's turn: send nothing, give it back
-
-
-def mark_data(store: Store, job: Job, now: datetime, subject: str,
-              hold: timedelta = timedelta(minutes=5), *, spaced: bool = False) -> Gate:
-    """The point of no return, committed right before DATA. The lease is renewed to ``hold``
-    from now, so the transaction's own timeouts end before anyone could call it unknown.
-    A ``spaced`` mailbox's turn is taken in the same transaction (``store.limits``)."""
-    with store.write() as conn:  # the enrollment row is locked first (PostgreSQL)
-        won = conn.execute(_GATE_ENROLLMENT, {
-            "eid": job.enrollment_id, "tok": job.token, "now": now,
-            "lease_until": now + hold}).rowcount
-        if won != 1:
-            return Gate.HALTED
-        if spaced and not mailbox_limits.take_turn(conn, job.mailbox, job.token, now,
-                                                   now + hold):
-            return Gate.BUSY
-        first = conn.execute(_GATE_SEND, {"sid": job.send_id, "now": now,
-                                          "subj": subject}).rowcount
-    return Gate.GO if first == 1 else Gate.DUPLICATE
 
 
 def release(store: Store, job: Job, now: datetime) -> None:

@@ -98,15 +98,27 @@ def webhook_body(uid: str, record: EventRecord) -> str:
                       separators=(",", ":"))
 
 
+def rows(records: Seq[EventRecord]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The bind parameters of :data:`INSERT_EVENTS` and :data:`INSERT_OUTBOX` for
+    ``records``: an event row each, and an outbox row for those of a kind a webhook may
+    want (they get a ``uid``)."""
+    uids = [uuid.uuid4().hex if r.event.value in _HOOKED else None for r in records]
+    event_rows = [dict(zip(_INSERT.per_row, (
+        r.at, r.event.value, r.enrollment_id, r.mailbox, r.sequence, r.step, r.email,
+        r.message_id, r.detail, uid), strict=True)) for r, uid in zip(records, uids, strict=True)]
+    outbox_rows = [{"o_uid": uid, "o_body": webhook_body(uid, r), "o_event": r.event.value}
+                   for r, uid in zip(records, uids, strict=True) if uid is not None]
+    return event_rows, outbox_rows
+
+
+#: What :func:`add` runs, for a sender that runs them on its own DB-API connection.
+INSERT_EVENTS = _INSERT.statement
+INSERT_OUTBOX = _OUTBOX.statement
+
+
 def add(conn: Connection, *records: EventRecord) -> None:
     """Store events; those of a kind a webhook may want get a ``uid`` and their outbox rows
     (for the webhooks subscribed now) in this same transaction."""
-    uids = [uuid.uuid4().hex if r.event.value in _HOOKED else None for r in records]
-    _INSERT.execute(conn, {}, [
-        (r.at, r.event.value, r.enrollment_id, r.mailbox, r.sequence, r.step, r.email,
-         r.message_id, r.detail, uid)
-        for r, uid in zip(records, uids, strict=True)
-    ])
-    hooked = [(uid, webhook_body(uid, r), r.event.value)
-              for r, uid in zip(records, uids, strict=True) if uid is not None]
-    _OUTBOX.execute(conn, {}, hooked)
+    event_rows, outbox_rows = rows(records)
+    _INSERT.execute(conn, {}, [tuple(row.values()) for row in event_rows])
+    _OUTBOX.execute(conn, {}, [tuple(row.values()) for row in outbox_rows])

@@ -1,9 +1,10 @@
 """Sending one claimed step: render, compose, SMTP, record — at most once.
 
-The order is the guarantee: the Message-ID was stored at claim time; ``mark_data`` commits
-the point of no return right before DATA (and refuses when the enrollment halted since the
-claim); the outcome is committed after the server's reply. Whatever kills the process in
-between leaves a row the scheduler knows how to finish (see ``store.claims``).
+The order is the guarantee: the Message-ID was stored at claim time; the gate
+(``HotPath.gate``) commits the point of no return right before DATA (and refuses when the
+enrollment halted since the claim); the outcome is committed after the server's reply (a
+250 in the sender's next batch commit, :func:`commit_outcomes`). Whatever kills the process
+in between leaves a row the scheduler knows how to finish (see ``store.claims``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from email.utils import parseaddr
+from typing import Protocol
 
 from sequencer.core import machine, schedule
 from sequencer.core.addresses import AddressError, sending_address
@@ -35,7 +38,8 @@ from sequencer.errors import (
 from sequencer.eventlog import EventRecord, emit
 from sequencer.mail.smtp import SmtpAccount, SmtpSender
 from sequencer.store import claims, limits, outcomes
-from sequencer.store.claims import Claim, Job
+from sequencer.store.claims import Job
+from sequencer.store.hotpath import Gate, HotPath, Sent
 from sequencer.templating.templates import RESERVED_COLUMNS
 from sequencer.usecases.copying import SentCopies
 from sequencer.workspace import Workspace
@@ -98,9 +102,21 @@ def next_due_after(seq: Sequence, job: Job, index: int, previous: datetime) -> d
     return None if due is None else due.at
 
 
+_passes: Counter[str] = Counter()
+
+
 def _crash(app: Workspace, point: str) -> None:
-    if app.settings.test_crash_at == point:  # tests only: kill this process right here
-        logger.warning("crash hook %s: killing the process", point)
+    """Tests only: ``SEQUENCER_TEST_CRASH_AT=POINT`` (or ``POINT:N``, the N-th pass there)
+    kills this process right here."""
+    wanted = app.settings.test_crash_at
+    if wanted is None:
+        return
+    name, _, nth = wanted.partition(":")
+    if name != point:
+        return
+    _passes[point] += 1
+    if _passes[point] >= int(nth or 1):
+        logger.warning("crash hook %s: killing the process", wanted)
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -113,20 +129,28 @@ def mailbox_limits(app: Workspace) -> dict[str, limits.MailboxLimits]:
         for name, box in app.settings.mailboxes.items()}
 
 
-async def deliver(app: Workspace, claim: Claim, senders: Senders) -> None:
-    """Send the claimed step and record the outcome. Never raises for delivery outcomes."""
-    job = claims.load_job(app.store, claim)
-    if job is None:
-        logger.debug("claim %s for enrollment %s is stale", claim.token, claim.enrollment_id)
-        return
+class SendPath(Protocol):
+    """Where a sender commits its gates and hands its 250s (``store.hotpath.HotPath``, or a
+    pool of them)."""
+
+    async def gate(self, job: Job, now: datetime, subject: str, hold: timedelta, *,
+                   spaced: bool = False) -> Gate: ...
+
+    def sent(self, outcome: Sent) -> None: ...
+
+
+async def deliver(app: Workspace, job: Job, senders: Senders, path: SendPath) -> None:
+    """Send the claimed step. Its 250 is handed to ``path`` (committed in the sender's next
+    batch, :func:`commit_outcomes`); any other outcome is committed here. Never raises for
+    delivery outcomes."""
     box = app.settings.mailboxes.get(job.mailbox)
     rule = None if box is None else mailbox_limits(app)[job.mailbox]
     if rule is None or not rule.spaced:
-        await _deliver(app, job, senders, None)
+        await _deliver(app, job, senders, path, None)
         return
     turn = _Turn(rule)
     try:
-        await _deliver(app, job, senders, turn)
+        await _deliver(app, job, senders, path, turn)
     finally:  # the next send from this mailbox: min_spacing after this one was answered
         now = app.clock()
         limits.end_turn(app.store, job.mailbox, job.token,
@@ -141,7 +165,8 @@ class _Turn:
         self.passed = False
 
 
-async def _deliver(app: Workspace, job: Job, senders: Senders, turn: _Turn | None) -> None:
+async def _deliver(app: Workspace, job: Job, senders: Senders, path: SendPath,
+                   turn: _Turn | None) -> None:
     seq = app.sequences.get(job.sequence)
     if seq is None or job.step_index >= len(seq.steps):
         _pause_for_settings(app, job, None, f"sequence {job.sequence!r} has no step "
@@ -188,33 +213,34 @@ async def _deliver(app: Workspace, job: Job, senders: Senders, turn: _Turn | Non
     _crash(app, "after_claim")
     subject = rendered.subject if not thread else (job.thread_subject or rendered.subject)
 
-    gate = claims.Gate.HALTED
+    gate = Gate.HALTED
 
     hold = timedelta(seconds=2 * mailbox.smtp.timeout_s + 5)  # DATA, then the reply
 
     async def before_data() -> bool:
         nonlocal gate
-        gate = claims.mark_data(app.store, job, app.clock(), subject, hold,
-                                spaced=turn is not None)
+        gate = await path.gate(job, app.clock(), subject, hold, spaced=turn is not None)
         if turn is not None:
-            turn.passed = gate is claims.Gate.GO
-        return gate is claims.Gate.GO
+            turn.passed = gate is Gate.GO
+        if gate is Gate.GO:
+            _crash(app, "after_gate")
+        return gate is Gate.GO
 
     try:
         accepted = await senders.get(job.mailbox).send(
             mailbox.sender_address, rcpt, data, before_data=before_data)
     except DeliveryAborted:
-        if gate is claims.Gate.HALTED:
+        if gate is Gate.HALTED:
             claims.release(app.store, job, app.clock())
             logger.info("not sent: %s halted before DATA (%s/%s)", job.email, job.sequence,
                         step.name)
-        elif gate is claims.Gate.BUSY:  # a stale claim: its mailbox's turn was taken since
+        elif gate is Gate.BUSY:  # a stale claim: its mailbox's turn was taken since
             claims.release(app.store, job, app.clock())
             logger.info("not sent yet: mailbox %s is sending another (min_spacing); %s/%s "
                         "is due again", job.mailbox, job.sequence, step.name)
         return
     except OutcomeUnknownError as err:
-        if gate is not claims.Gate.GO:
+        if gate is not Gate.GO:
             return
         now = app.clock()
         rec = base(Event.UNKNOWN, now, f"no reply after DATA: {err}; not resent")
@@ -229,12 +255,12 @@ async def _deliver(app: Workspace, job: Job, senders: Senders, turn: _Turn | Non
     except PermanentDeliveryError as err:
         if err.ours and not err.recipient_rejected:
             _pause_for_settings(app, job, step.name, f"mailbox {job.mailbox}: the server "
-                                f"refused our message ({err})", passed=gate is claims.Gate.GO)
+                                f"refused our message ({err})", passed=gate is Gate.GO)
             return
-        _finish_permanent(app, job, err, base, passed=gate is claims.Gate.GO)
+        _finish_permanent(app, job, err, base, passed=gate is Gate.GO)
         return
     except TransientDeliveryError as err:
-        _retry_or_fail(app, job, err, base, passed=gate is claims.Gate.GO)
+        _retry_or_fail(app, job, err, base, passed=gate is Gate.GO)
         return
     _crash(app, "after_250")
     now = app.clock()
@@ -243,12 +269,23 @@ async def _deliver(app: Workspace, job: Job, senders: Senders, turn: _Turn | Non
     records = [base(Event.SENT, now, None)]
     if state is EnrollmentState.COMPLETED:
         records.append(base(Event.COMPLETED, now, None, message_id=None))
-    if outcomes.record_sent(app.store, job, now, code=accepted.code, state=state,
-                        next_index=next_index, next_due=due, records=records):
-        for rec in records:
+    copy = data if senders.copies is not None and mailbox.copies_sent else None
+    path.sent(Sent(job, now, code=accepted.code, state=state, next_index=next_index,
+                   next_due=due, records=tuple(records), copy=copy))
+
+
+def commit_outcomes(app: Workspace, path: HotPath, copies: SentCopies | None = None) -> int:
+    """Commit the 250s queued on ``path`` in one transaction and log them; then hand the
+    sent bytes to ``copies`` (after the record, never before). Returns how many were
+    committed. A crash before this commit leaves those steps past the gate with no
+    outcome: ``unknown`` after their lease, never resent."""
+    done = path.flush(before_commit=lambda: _crash(app, "before_commit"))
+    for item in done:
+        for rec in item.records:
             emit(rec)
-    if senders.copies is not None and mailbox.copies_sent:  # after the record, never before
-        senders.copies.submit(job.mailbox, data, now)
+        if copies is not None and item.copy is not None:
+            copies.submit(item.job.mailbox, item.copy, item.at)
+    return len(done)
 
 
 def template_context(app: Workspace, *, email: str, variables: Mapping[str, object], mailbox: str,

@@ -152,7 +152,8 @@ def test_r6_the_same_step_dispatched_twice_to_racing_threads_is_sent_once(engine
                                                                           smtp_server) -> None:
     import asyncio
 
-    from sequencer.usecases.sending import Senders, deliver
+    from sequencer.store.hotpath import HotPath
+    from sequencer.usecases.sending import Senders, commit_outcomes, deliver
 
     enroll(engine, ["ann@example.com", "bo@example.com", "cy@example.com"])
     claims = engine.claim()
@@ -160,11 +161,14 @@ def test_r6_the_same_step_dispatched_twice_to_racing_threads_is_sent_once(engine
 
     def race(claim) -> None:  # type: ignore[no-untyped-def]
         senders = Senders(engine.app)
+        path = HotPath(engine.app.store)  # each racer is a sender of its own
 
         async def go() -> None:
             barrier.wait()
-            await deliver(engine.app, claim, senders)
+            await deliver(engine.app, claim, senders, path)
+            commit_outcomes(engine.app, path)
             await senders.close()
+            path.close()
 
         asyncio.run(go())
 
@@ -231,15 +235,19 @@ def test_s4_an_auth_failure_pauses_the_mailbox_with_one_error_and_no_retry_storm
 def _deliver_in_background(engine: Engine, claims):  # type: ignore[no-untyped-def]
     import asyncio
 
-    from sequencer.usecases.sending import Senders, deliver
+    from sequencer.store.hotpath import HotPath
+    from sequencer.usecases.sending import Senders, commit_outcomes, deliver
 
     def go() -> None:
         senders = Senders(engine.app)
+        path = HotPath(engine.app.store)
 
         async def run() -> None:
             for claim in claims:
-                await deliver(engine.app, claim, senders)
+                await deliver(engine.app, claim, senders, path)
+                commit_outcomes(engine.app, path)
             await senders.close()
+            path.close()
 
         asyncio.run(run())
 
