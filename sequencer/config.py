@@ -28,6 +28,7 @@ from pydantic import Field
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from sequencer.core.company import FreeMail
 from sequencer.core.durations import Duration
 from sequencer.core.presets import PRESETS, merged
 from sequencer.core.text import has_control
@@ -220,6 +221,10 @@ class Settings:
     soft_bounces: SoftBounceConfig = SoftBounceConfig()
     idle_s: float = 240.0
     imap_timeout_s: float = 30.0
+    # how many sequences one prospect may be active (or paused) in at once
+    max_active_sequences: int = 1
+    # free-mail and ISP domains beyond the bundled list (core/freemail.txt), same syntax
+    free_mail: tuple[str, ...] = ()
     test_crash_at: str | None = None  # $SEQUENCER_TEST_CRASH_AT: fault-injection tests only
     test_clock: TestClock | None = None  # $SEQUENCER_TEST_CLOCK: time-travel tests only
     webhooks: tuple[WebhookConfig, ...] = ()
@@ -340,6 +345,8 @@ class _SettingsModel(StrictModel):
     webhook_backoff: Duration = timedelta(seconds=10)
     webhook_max_backoff: Duration = timedelta(hours=1)
     webhook_timeout: Duration = timedelta(seconds=10)
+    max_active_sequences: int = Field(default=1, ge=1)
+    free_mail: list[Text] = Field(default_factory=list)
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -477,6 +484,8 @@ class _Builder:
                 self._positive(raw.soft_bounces.within, ("soft_bounces", "within"))),
             idle_s=self._positive(raw.imap_idle, ("imap_idle",)),
             imap_timeout_s=self._positive(raw.imap_timeout, ("imap_timeout",)),
+            max_active_sequences=raw.max_active_sequences,
+            free_mail=self._free_mail(raw.free_mail),
             test_crash_at=self.env.get("SEQUENCER_TEST_CRASH_AT") or None,
             test_clock=_test_clock(self.env),
             webhooks=self._webhooks(raw.webhooks),
@@ -518,6 +527,13 @@ class _Builder:
             if secret is not None:  # always: secret_env is required
                 hooks.append(WebhookConfig(hook.url, frozenset(hook.events), secret))
         return tuple(hooks)
+    def _free_mail(self, entries: list[str]) -> tuple[str, ...]:
+        for index, entry in enumerate(entries):
+            try:
+                FreeMail.parse([entry])
+            except ValueError as err:
+                raise self.fail(f"free_mail: {err}", ("free_mail", index)) from None
+        return tuple(entries)
 
     def _retry(self, raw: _RetryModel) -> RetryConfig:
         backoff = self._positive(raw.backoff, ("retry", "backoff"))

@@ -986,3 +986,22 @@ def test_bad_trust_settings_are_refused_with_their_line(tmp_path: Path) -> None:
         .startswith("6: authserv_id:")
     assert "within" in error_of(tmp_path, BOX + "soft_bounces: {within: 0s}\n")
     assert "suppress_after" in error_of(tmp_path, BOX + "soft_bounces: {suppress_after: 0}\n")
+
+
+def test_one_active_sequence_per_prospect_unless_max_active_sequences_says_more(
+        tmp_path: Path) -> None:
+    assert load(tmp_path, BOX).max_active_sequences == 1
+    assert load(tmp_path, BOX + "max_active_sequences: 3\n").max_active_sequences == 3
+    for bad in ("0", "-1", "two", "1.5", "true"):
+        reason = error_of(tmp_path, BOX + f"max_active_sequences: {bad}\n")
+        assert reason.startswith("6: max_active_sequences: "), (bad, reason)
+
+
+def test_free_mail_entries_extend_the_bundled_list_and_a_bad_one_names_its_line(
+        tmp_path: Path) -> None:
+    assert load(tmp_path, BOX).free_mail == ()
+    settings = load(tmp_path, BOX + "free_mail: [kabelmail.example, regionet.*]\n")
+    assert settings.free_mail == ("kabelmail.example", "regionet.*")
+    text = BOX + "free_mail:\n  - kabelmail.example\n  - '*.regionet.de'\n"
+    assert error_of(tmp_path, text) == (
+        "8: free_mail: '*.regionet.de': write a domain (gmail.com) or a pattern (yahoo.*)")

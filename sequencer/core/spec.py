@@ -22,7 +22,9 @@ from sequencer.core.unsubscribe import DEFAULT_POLICY, ListUnsubscribe
 from sequencer.core.yamlfile import Loc, StrictModel, Text, YamlDocument, read_yaml, validate
 from sequencer.errors import DurationError, SpecError
 
-STOP_REASONS = frozenset({"reply", "bounce", "unsubscribe", "complaint"})
+STOP_REASONS = frozenset({"reply", "bounce", "unsubscribe", "complaint"})  # the default
+# `company_reply`: a reply halts everyone enrolled from the replier's company (opt-in).
+STOP_CHOICES = STOP_REASONS | {"company_reply"}
 
 # ISO 3166 alpha-2 codes that the `holidays` package has a public-holiday calendar for.
 COUNTRIES = frozenset(
@@ -247,9 +249,12 @@ def check_timezone(value: object) -> str:
 def check_stop_on(value: object) -> frozenset[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ValueError("must be a list such as [reply, bounce, unsubscribe]")
-    unknown = sorted(set(value) - STOP_REASONS)
+    unknown = sorted(set(value) - STOP_CHOICES)
     if unknown:
-        raise ValueError(f"unknown {unknown[0]!r}: use {', '.join(sorted(STOP_REASONS))}")
+        raise ValueError(f"unknown {unknown[0]!r}: use {', '.join(sorted(STOP_CHOICES))}")
+    if "company_reply" in value and "reply" not in value:
+        raise ValueError("company_reply halts the replier's colleagues as well as the "
+                         "replier: list reply too")
     return frozenset(value)
 
 

@@ -15,6 +15,7 @@ from sequencer.errors import StoreConflict
 from sequencer.eventlog import EventRecord
 from sequencer.mail.watching import Cursor
 from sequencer.store import events as stored_events
+from sequencer.store.colleagues import CompanyStop, halt_company
 from sequencer.store.db import AnyRow, Store
 from sequencer.store.halting import add_suppression, halt_address, halt_enrollment
 from sequencer.store.schema import enrollments, inbound, mailboxes, merged_sends, sends
@@ -80,9 +81,13 @@ class Seen:
     detail: str | None = None
 
 
+def _seen_before(conn: Connection, seen: Seen) -> bool:
+    return bool(conn.scalar(select(inbound.c.id).where(inbound.c.mailbox == seen.mailbox,
+                                                       inbound.c.message_id == seen.key)))
+
+
 def _first_seen(conn: Connection, seen: Seen, now: datetime) -> bool:
-    if conn.scalar(select(inbound.c.id).where(inbound.c.mailbox == seen.mailbox,
-                                              inbound.c.message_id == seen.key)):
+    if _seen_before(conn, seen):
         return False
     conn.execute(insert(inbound).values(
         mailbox=seen.mailbox, message_id=seen.key, kind=seen.kind, at=now,
@@ -174,20 +179,46 @@ def soft_bounce(store: Store, target: Target, seen: Seen, now: datetime, *, coun
     return event
 
 
+@dataclass(frozen=True)
+class Applied:
+    """An inbound message's effect, committed; with the enrollments its company stop
+    halted (their events are stored, for the caller to log)."""
+
+    colleagues: tuple[EventRecord, ...] = ()
+
+
 def halt(store: Store, target: Target, state: EnrollmentState, now: datetime,
-         record: EventRecord, seen: Seen, *, suppress: str | None = None) -> bool:
+         record: EventRecord, seen: Seen, *, suppress: str | None = None,
+         company: CompanyStop | None = None) -> Applied | None:
     """Move the enrollment (and, when suppressing, every active or paused enrollment of that
-    address) to ``state``. The send path re-checks the state inside its claim, so nothing is
-    sent after this commits. False when the message was handled before."""
+    address) to ``state``, and with ``company`` every open enrollment at that company. The
+    send path re-checks the state inside its claim, so nothing is sent after this commits.
+    None when the message was handled before."""
     with store.write() as conn:
         if not _first_seen(conn, seen, now):
-            return False
+            return None
         halt_enrollment(conn, target.enrollment_id, state, now)
         if suppress:
             add_suppression(conn, target.email, suppress, now)
             halt_address(conn, target.email, state, now)
         stored_events.add(conn, record)
-    return True
+        colleagues = halt_company(conn, company, now) if company is not None else []
+    return Applied(tuple(colleagues))
+
+
+def halt_colleagues(store: Store, company: CompanyStop, seen: Seen,
+                    now: datetime) -> Applied | None:
+    """A company stop for a reply that matched no enrollment of its own (a colleague who is
+    not enrolled). The message is recorded as seen only when it halted someone; None when
+    it halted nobody or was handled before."""
+    with store.write() as conn:
+        if _seen_before(conn, seen):
+            return None
+        colleagues = halt_company(conn, company, now)
+        if not colleagues:
+            return None  # nothing was written
+        _first_seen(conn, seen, now)
+    return Applied(tuple(colleagues))
 
 
 def delay(store: Store, target: Target, not_before: datetime, next_due: datetime | None,
@@ -206,12 +237,14 @@ def delay(store: Store, target: Target, not_before: datetime, next_due: datetime
     return True
 
 
-def note(store: Store, record: EventRecord, seen: Seen, now: datetime) -> bool:
+def note(store: Store, record: EventRecord, seen: Seen, now: datetime, *,
+         company: CompanyStop | None = None) -> Applied | None:
     with store.write() as conn:
         if not _first_seen(conn, seen, now):
-            return False
+            return None
         stored_events.add(conn, record)
-    return True
+        colleagues = halt_company(conn, company, now) if company is not None else []
+    return Applied(tuple(colleagues))
 
 
 def hold_lease(store: Store, mailbox: str, owner: str, now: datetime, ttl_s: float) -> bool:

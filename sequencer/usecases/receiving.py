@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 from zoneinfo import ZoneInfo
 
 from sequencer.config import Settings
 from sequencer.core import machine, schedule, timing, trust
 from sequencer.core.addresses import AddressError, address_key
 from sequencer.core.classify import Kind, Verdict, classify
+from sequencer.core.company import company_of, free_mail_with
 from sequencer.core.machine import EnrollmentState, Event
 from sequencer.core.schedule import Recipient
 from sequencer.errors import RetryLater, StoreError
 from sequencer.eventlog import EventRecord, emit
 from sequencer.mail.watching import Inbound
 from sequencer.store import inbound as store_inbound
-from sequencer.store.inbound import Target
+from sequencer.store.colleagues import CompanyStop
+from sequencer.store.inbound import Applied, Target
 from sequencer.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -82,20 +86,68 @@ def _handle(app: Workspace, mailbox: str, message: Inbound) -> EventRecord | Non
         else verdict.sender
     target = store_inbound.match(app.store, mailbox, references=verdict.references,
                                  original=verdict.original_message_id, address=address)
+    company = company_stop(app, mailbox, verdict, what, target)
     if target is None:
-        logger.info("inbound %s uid %s: %s from %s matches no enrollment (%s)", mailbox,
-                    message.uid, verdict.kind.value, address or "?", verdict.reason)
-        return None
+        seen = store_inbound.Seen(mailbox, key, verdict.kind.value, meaning=what.value,
+                                  detail=f"company reply from {verdict.sender}")
+        applied = (store_inbound.halt_colleagues(app.store, company, seen, now)
+                   if company is not None else None)
+        if applied is None:
+            logger.info("inbound %s uid %s: %s from %s matches no enrollment (%s)", mailbox,
+                        message.uid, verdict.kind.value, address or "?", verdict.reason)
+            return None
+        for colleague in applied.colleagues:
+            emit(colleague)
+        return applied.colleagues[0]
     decision = judge(app, mailbox, message.raw, verdict, what, target)
+    detail = _detail(decision, verdict)
+    if what is machine.Inbound.REPLY and verdict.sender \
+            and not _same(verdict.sender, target.email):
+        detail = f"{detail} from {verdict.sender}"  # someone else answered the thread
     seen = store_inbound.Seen(
         mailbox, key, verdict.kind.value, email_key=address_key(target.email),
         enrollment_id=target.enrollment_id, meaning=what.value,
         proof=decision.proof.value, action=decision.action.value, review=decision.review,
-        about=target.via, detail=_detail(decision, verdict))
-    record = _apply(app, target, verdict, what, decision, now, seen)
+        about=target.via, detail=detail)
+    record = _apply(app, target, verdict, what, decision, now, seen, company)
     if record is None:
         logger.info("inbound %s uid %s: %s already handled", mailbox, message.uid, key)
     return record
+
+
+def company_stop(app: Workspace, mailbox: str, verdict: Verdict, what: machine.Inbound,
+                 target: Target | None) -> CompanyStop | None:
+    """The company stop a message calls for, or None (``docs/company.md``).
+
+    Only a human reply counts, from an address that has a company (not free mail, not one
+    of our own mailboxes' companies). In one of our threads it halts the thread's sequence,
+    when that sequence lists ``company_reply`` and the enrollment is at the sender's
+    company. Without a thread (the sender matched by address, or not enrolled at all) it
+    halts the ``company_reply`` sequences of this mailbox in which someone at the sender's
+    company was sent a step.
+    """
+    if what is not machine.Inbound.REPLY or verdict.sender is None:
+        return None
+    free = free_mail_with(app.settings.free_mail)
+    company = company_of(verdict.sender, free)
+    ours = {company_of(own, free) for own in own_addresses(app.settings)}
+    if company is None or company in ours:
+        return None
+    base = CompanyStop(company, frozenset(), verdict.sender, verdict.message_id,
+                       partial(company_of, free_mail=free))
+    if target is not None and target.how == "message-id":
+        seq = app.sequences.get(target.sequence)
+        if seq is None or "company_reply" not in seq.stop_on \
+                or company_of(target.email, free) != company:
+            return None
+        return replace(base, sequences=frozenset({seq.name}), exclude=target.enrollment_id)
+    names = frozenset(seq.name for seq in app.sequences.values()
+                      if mailbox in app.settings.mailboxes_of(seq.mailboxes)
+                      and "company_reply" in seq.stop_on)
+    if not names:
+        return None
+    return replace(base, sequences=names, mailbox=mailbox, needs_mailed=True,
+                   exclude=target.enrollment_id if target else None)
 
 
 def judge(app: Workspace, mailbox: str, raw: bytes, verdict: Verdict, what: machine.Inbound,
@@ -134,8 +186,8 @@ def _detail(decision: trust.Decision, verdict: Verdict) -> str:
 
 
 def _apply(app: Workspace, target: Target, verdict: Verdict, what: machine.Inbound,
-           decision: trust.Decision, now: datetime,
-           seen: store_inbound.Seen) -> EventRecord | None:
+           decision: trust.Decision, now: datetime, seen: store_inbound.Seen,
+           company: CompanyStop | None = None) -> EventRecord | None:
     seq = app.sequences.get(target.sequence)
     stop_on = seq.stop_on if seq else frozenset({"reply", "bounce", "unsubscribe",
                                                  "complaint"})
@@ -148,6 +200,7 @@ def _apply(app: Workspace, target: Target, verdict: Verdict, what: machine.Inbou
 
     action = decision.action
     record = event(effect.event, seen.detail or verdict.reason)
+    applied: Applied | bool | None
     if action is trust.Action.REVIEW:
         record = event(Event.UNVERIFIED, f"{what.value} {seen.detail}")
         applied = store_inbound.note(app.store, record, seen, now)
@@ -184,12 +237,15 @@ def _apply(app: Workspace, target: Target, verdict: Verdict, what: machine.Inbou
             app.store, target, effect.state or EnrollmentState(target.state), now, record,
             seen, suppress=f"{what.value} ({decision.proof.value}): {verdict.reason}")
     elif action is trust.Action.HALT and effect.state is not None:
-        applied = store_inbound.halt(app.store, target, effect.state, now, record, seen)
+        applied = store_inbound.halt(app.store, target, effect.state, now, record, seen,
+                                     company=company)
     else:
-        applied = store_inbound.note(app.store, record, seen, now)
+        applied = store_inbound.note(app.store, record, seen, now, company=company)
     if not applied:
         return None
     emit(record)
+    for colleague in applied.colleagues if isinstance(applied, Applied) else ():
+        emit(colleague)
     return record
 
 

@@ -283,13 +283,22 @@ def test_stop_on_accepts_any_subset_of_the_known_reasons(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("value", "reason"),
     [
-        ("[reply, vacation]", "unknown 'vacation': use bounce, complaint, reply, unsubscribe"),
+        ("[reply, vacation]",
+         "unknown 'vacation': use bounce, company_reply, complaint, reply, unsubscribe"),
+        ("[company_reply, bounce]",
+         "company_reply halts the replier's colleagues as well as the replier: list reply too"),
         ("reply", "must be a list such as [reply, bounce, unsubscribe]"),
         ("[reply, 3]", "must be a list such as [reply, bounce, unsubscribe]"),
     ],
 )
 def test_stop_on_refuses_unknown_reasons(tmp_path: Path, value: str, reason: str) -> None:
     assert error_of(tmp_path, MINIMAL + f"stop_on: {value}\n") == f"7: stop_on: {reason}"
+
+
+def test_company_reply_is_opt_in_beside_reply(tmp_path: Path) -> None:
+    assert "company_reply" not in load(tmp_path, MINIMAL).stop_on
+    sequence = load(tmp_path, MINIMAL + "stop_on: [reply, company_reply, bounce]\n")
+    assert sequence.stop_on == {"reply", "company_reply", "bounce"}
 
 
 @pytest.mark.parametrize("name", ["a", "trade-show_2", "X9"])
