@@ -139,7 +139,8 @@ def make_site(tmp_path: Path, smtp_port: int, policy_line: str = "list_unsubscri
     port = free_port()
     wd = make_workdir(
         tmp_path, smtp_port,
-        extra=f"unsubscribe_url: http://127.0.0.1:{port}/u/{{token}}\nsecret_env: UNSUB_KEY\n",
+        extra=f"unsubscribe_url: http://127.0.0.1:{port}/u/{{token}}\nsecret_env: UNSUB_KEY\n"
+        "max_active_sequences: 2\n",  # ann is in two sequences
         sequence=policy_line + THREE_STEPS.format(name="three", wait2="1d", wait3="1d"))
     wd.env["UNSUB_KEY"] = KEY
     wd.write("templates/thank_you.txt.j2", THANK_YOU)

@@ -89,13 +89,19 @@ def enroll(
     csv: Annotated[Path, typer.Argument(help="prospects CSV")],
     config: ConfigOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    move: Annotated[bool, typer.Option(
+        "--move", help="a prospect active in another sequence ends it (stopped, reason "
+        "moved) and starts this one")] = False,
 ) -> None:
-    """Import prospects from CSV into a sequence (rejected rows listed with their line)."""
+    """Import prospects from CSV into a sequence (rejected rows listed with their line).
+
+    A prospect active in another sequence is rejected (max_active_sequences, default 1)
+    unless --move."""
     from sequencer.usecases.importing import run_enroll
 
     application = _load(config)
     try:
-        summary = run_enroll(application, sequence, csv, progress=not quiet)
+        summary = run_enroll(application, sequence, csv, progress=not quiet, move=move)
     except InputError as err:
         raise _fail(str(err)) from err
     finally:
@@ -106,7 +112,8 @@ def enroll(
     for rejected in summary.rejected:
         typer.echo(f"{csv}:{rejected.line}: rejected {rejected.email or ''}: "
                    f"{rejected.reason}".replace("  ", " "), err=True)
-    typer.echo(f"enrolled {summary.enrolled}, rejected {len(summary.rejected)} "
+    moved = f" (moved {summary.moved} from other sequences)" if summary.moved else ""
+    typer.echo(f"enrolled {summary.enrolled}{moved}, rejected {len(summary.rejected)} "
                f"({summary.rows} rows) into {summary.sequence}")
 
 

@@ -1,20 +1,19 @@
 """Company stop in the store: halting everyone enrolled from one company.
 
 A company is a registrable domain (``sequencer.core.company``). The enrollments at it are
-found in SQL by their address's domain suffix (``@acme.com`` or ``.acme.com``, in the
-A-label and the Unicode spelling), then checked one by one with ``company_of``, which
-knows the public suffixes and the free-mail domains: so ``x@foo.s3.amazonaws.com`` is not
-at ``amazonaws.com``, and nobody at gmail.com is ever anybody's colleague.
+found in SQL by the domain suffix of their ``email_key`` (``@acme.com`` or ``.acme.com``:
+keys hold the IDNA 2008 A-label in lower case, as companies do), then checked one by one
+with ``company_of``, which knows the public suffixes and the free-mail domains: so
+``x@foo.s3.amazonaws.com`` is not at ``amazonaws.com``, and nobody at gmail.com is ever
+anybody's colleague.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-import idna
 from sqlalchemy import Connection, exists, or_, select
 
 from sequencer.core.machine import EnrollmentState, Event, SendStatus
@@ -50,34 +49,26 @@ def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _spellings(company: str) -> set[str]:
-    spellings = {company}
-    with contextlib.suppress(idna.IDNAError, UnicodeError):
-        spellings.add(idna.decode(company))
-    return spellings
-
-
 def halt_company(conn: Connection, stop: CompanyStop, now: datetime) -> list[EventRecord]:
     """Halt (as ``replied``) the open enrollments at ``stop.company``; one ``replied`` event
     each, naming the colleague who answered and their Message-ID. Returns those events
     (already stored)."""
     if not stop.sequences:
         return []
-    patterns = [
-        enrollments.c.email.like(f"%{sep}{_like(spelling)}", escape="\\")
-        for spelling in _spellings(stop.company) for sep in ("@", ".")
-    ]
+    patterns = [enrollments.c.email_key.like(f"%{sep}{_like(stop.company)}", escape="\\")
+                for sep in ("@", ".")]
     mailed = exists().where(
         sends.c.enrollment_id == enrollments.c.id,
         sends.c.status.in_([SendStatus.SENT.value, SendStatus.UNKNOWN.value]))
-    query = (select(enrollments.c.id, enrollments.c.email, enrollments.c.sequence,
-                    enrollments.c.mailbox, enrollments.c.state, mailed.label("mailed"))
+    query = (select(enrollments.c.id, enrollments.c.email, enrollments.c.email_key,
+                    enrollments.c.sequence, enrollments.c.mailbox, enrollments.c.state,
+                    mailed.label("mailed"))
              .where(enrollments.c.sequence.in_(sorted(stop.sequences)), or_(*patterns))
              .order_by(enrollments.c.id))
     if stop.mailbox is not None:
         query = query.where(enrollments.c.mailbox == stop.mailbox)
     rows = [row for row in conn.execute(query).all()
-            if stop.company_of(row.email) == stop.company]
+            if stop.company_of(row.email_key) == stop.company]
     if stop.needs_mailed:
         wrote_to = {row.sequence for row in rows if row.mailed}
         rows = [row for row in rows if row.sequence in wrote_to]

@@ -8,17 +8,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from sequencer.core.machine import EnrollmentState, Event
+from sequencer.core.machine import EnrollmentState, Event, SendStatus
 from sequencer.core.spec import Sequence
 from sequencer.errors import StoreError
+from sequencer.eventlog import EventRecord
 from sequencer.prospects import Prospect, Rejected
+from sequencer.store import events as stored_events
 from sequencer.store.assignment import Assigner, assigner
 from sequencer.store.db import Store
 from sequencer.store.events import BulkInsert
-from sequencer.store.schema import enrollments, events, prospects, suppressions
+from sequencer.store.schema import enrollments, events, prospects, sends, suppressions
 
 BATCH = 2000
 
@@ -33,6 +35,22 @@ _ENROLLED = (
     select(enrollments.c.email_key, enrollments.c.email)
     .where(enrollments.c.sequence == bindparam("sequence"),
            enrollments.c.email_key.in_(bindparam("keys", expanding=True)))
+)
+# Active or paused in another sequence: the prospect's current sequence(s).
+OPEN = (EnrollmentState.ACTIVE.value, EnrollmentState.PAUSED.value)
+_ACTIVE_ELSEWHERE = (
+    select(enrollments.c.id, enrollments.c.email_key, enrollments.c.email,
+           enrollments.c.sequence, enrollments.c.mailbox)
+    .where(enrollments.c.sequence != bindparam("sequence"),
+           enrollments.c.state.in_(OPEN),
+           enrollments.c.email_key.in_(bindparam("keys", expanding=True)))
+    .order_by(enrollments.c.id)
+)
+# PostgreSQL: two imports of one prospect into two sequences must not both find them free.
+_LOCK_PROSPECTS = (
+    select(prospects.c.id)
+    .where(prospects.c.email_key.in_(bindparam("keys", expanding=True)))
+    .order_by(prospects.c.id).with_for_update()
 )
 # A new address becomes a prospect, a known one stays as it is (with its first spelling);
 # the enrollment insert looks the id up itself, so nothing is selected back.
@@ -73,6 +91,27 @@ class Enrolled:
     email: str
     next_due: datetime
     warning: str | None = None  # enrolled, but worth a look (a look-alike domain)
+    moved_from: tuple[str, ...] = ()  # the sequences `--move` stopped for this one
+
+
+@dataclass(frozen=True)
+class Current:
+    """An enrollment the prospect is active (or paused) in, in another sequence."""
+
+    id: int
+    email: str
+    sequence: str
+    mailbox: str
+
+
+@dataclass(frozen=True)
+class Rules:
+    """How an import treats a prospect who is active in another sequence: rejected once
+    they are in ``max_active`` sequences, unless ``move``, which stops every other one
+    (state ``stopped``, event detail ``moved to …``) and enrolls them here."""
+
+    max_active: int = 1
+    move: bool = False
 
 
 def enroll(
@@ -84,8 +123,10 @@ def enroll(
     default_timezone: str,
     *,
     mailboxes: tuple[str, ...] | None = None,
+    rules: Rules = Rules(),
 ) -> Generator[Enrolled | Rejected, None, None]:
-    """Enroll every accepted row, reject those already enrolled or suppressed.
+    """Enroll every accepted row, reject those already enrolled or suppressed, and those
+    active in other sequences as ``rules`` say (or move them here).
 
     Each new prospect gets one of ``mailboxes`` (the sequence's, pools expanded; by default
     its one ``mailbox``) by the sequence's ``assign`` policy (``store.assignment``); a paused
@@ -104,11 +145,11 @@ def enroll(
             batch.append(row)
             if len(batch) >= BATCH:
                 yield from _enroll_batch(conn, sequence, batch, now, first_due,
-                                         default_timezone, assign)
+                                         default_timezone, assign, rules)
                 batch = []
         if batch:
             yield from _enroll_batch(conn, sequence, batch, now, first_due, default_timezone,
-                                     assign)
+                                     assign, rules)
 
 
 def _enroll_batch(
@@ -119,6 +160,7 @@ def _enroll_batch(
     first_due: Callable[[Prospect], datetime],
     default_timezone: str,
     assign: Assigner,
+    rules: Rules,
 ) -> list[Enrolled | Rejected]:
     spellings = {p.key: p.email for p in batch if isinstance(p, Prospect)}
     keys = list(spellings)
@@ -126,12 +168,19 @@ def _enroll_batch(
     results: list[Enrolled | Rejected] = []
     suppressed: dict[str, str] = {}
     enrolled: dict[str, str] = {}
+    current: dict[str, list[Current]] = {}
     if keys:
         suppressed = dict(conn.execute(_SUPPRESSED, {"keys": keys}).all())
         enrolled = dict(conn.execute(_ENROLLED, {"keys": keys, "sequence": name}).all())
         _new_prospect(conn).execute(conn, {"p_created_at": now},
                                     [(email, key) for key, email in spellings.items()])
+        if conn.dialect.name != "sqlite":  # SQLite: the import holds the write lock already
+            conn.execute(_LOCK_PROSPECTS, {"keys": keys}).all()
+        for row in conn.execute(_ACTIVE_ELSEWHERE, {"keys": keys, "sequence": name}):
+            current.setdefault(row.email_key, []).append(
+                Current(row.id, row.email, row.sequence, row.mailbox))
     values: list[tuple[Any, ...]] = []
+    moving: list[Current] = []
     for item in batch:
         if isinstance(item, Rejected):
             results.append(item)
@@ -144,11 +193,19 @@ def _enroll_batch(
             as_ = "" if enrolled[key] == email else f" as {enrolled[key]}"
             results.append(Rejected(item.line, email, f"already enrolled in {name}{as_}"))
             continue
+        others = current.get(key, [])
+        if others and not rules.move and len(others) >= rules.max_active:
+            results.append(Rejected(item.line, email, _busy(others, rules.max_active)))
+            continue
+        moved = others if rules.move else []
+        moving += moved
         due = first_due(item)
         values.append((email, key, due, item.timezone or default_timezone,
                        item.follow_up_by, dict(item.fields), assign()))
         enrolled[key] = email
-        results.append(Enrolled(item.line, email, due, item.warning))
+        results.append(Enrolled(item.line, email, due, item.warning,
+                                tuple(other.sequence for other in moved)))
+    _stop_moved(conn, moving, name, now)
     _NEW_ENROLLMENT.execute(conn, {
         "n_sequence": name, "n_state": EnrollmentState.ACTIVE.value,
         "n_step_index": 0, "n_attempts": 0, "n_enrolled_at": now, "n_updated_at": now,
@@ -157,6 +214,39 @@ def _enroll_batch(
         "e_at": now, "e_event": Event.ENROLLED.value, "e_sequence": name,
     }, [(v[0], v[6]) for v in values])
     return results
+
+
+def _busy(others: list[Current], max_active: int) -> str:
+    if len(others) == 1:
+        return f"active in sequence {others[0].sequence}; use --move"
+    names = ", ".join(other.sequence for other in others)
+    return f"active in sequences {names} (max_active_sequences: {max_active}); use --move"
+
+
+def _stop_moved(conn: Connection, moving: list[Current], to: str, now: datetime) -> None:
+    """``--move``: the prospect's current enrollments end as ``stopped`` (reason: moved).
+
+    Conditional on still being active or paused; a claimed step that never reached DATA
+    is forgotten (the sender's gate would refuse it anyway), one past DATA is recorded by
+    its sender as usual.
+    """
+    if not moving:
+        return
+    ids = [other.id for other in moving]
+    stopped = set(conn.scalars(
+        update(enrollments)
+        .where(enrollments.c.id.in_(ids), enrollments.c.state.in_(OPEN))
+        .values(state=EnrollmentState.STOPPED.value, next_due=None, claim_token=None,
+                lease_until=None, updated_at=now)
+        .returning(enrollments.c.id)))
+    conn.execute(delete(sends).where(sends.c.enrollment_id.in_(sorted(stopped)),
+                                     sends.c.status == SendStatus.CLAIMED.value,
+                                     sends.c.data_at.is_(None)))
+    stored_events.add(conn, *(
+        EventRecord(Event.STOPPED, now, email=other.email, mailbox=other.mailbox,
+                    sequence=other.sequence, detail=f"moved to {to}",
+                    enrollment_id=other.id)
+        for other in moving if other.id in stopped))
 
 
 def _new_prospect(conn: Connection) -> BulkInsert:

@@ -16,7 +16,7 @@ from sequencer.errors import EnrollError, SpecError
 from sequencer.eventlog import EventRecord
 from sequencer.prospects import Prospect, Rejected, count_rows, read_prospects
 from sequencer.store import control as store_control
-from sequencer.store.enrollments import Enrolled, enroll
+from sequencer.store.enrollments import Enrolled, Rules, enroll
 from sequencer.templating.templates import BUILTIN_VARIABLES
 from sequencer.usecases.checking import check_sequence
 from sequencer.workspace import Workspace
@@ -27,6 +27,7 @@ class Summary:
     sequence: str
     rows: int = 0
     enrolled: int = 0
+    moved: int = 0  # enrolled here after `--move` stopped their current sequence
     rejected: list[Rejected] = field(default_factory=list)
     warnings: list[Enrolled] = field(default_factory=list)  # enrolled, with a warning
 
@@ -60,11 +61,14 @@ def row_check(seq: Sequence) -> Callable[[Prospect], str | None]:
     return check
 
 
-def run_enroll(app: Workspace, ref: str, csv: Path, *, progress: bool = True) -> Summary:
+def run_enroll(app: Workspace, ref: str, csv: Path, *, progress: bool = True,
+               move: bool = False) -> Summary:
     """Import ``csv`` into the sequence, all or nothing: file-level problems (the header, the
     encoding, a record the csv module cannot read) raise and leave nothing stored; rows with
-    a bad address, a duplicate, a suppressed or already enrolled address are rejected one by
-    one and the rest enrolled, in one transaction."""
+    a bad address, a duplicate, a suppressed or already enrolled address, or one active in
+    another sequence (``max_active_sequences``), are rejected one by one and the rest
+    enrolled, in one transaction. ``move``: a prospect active elsewhere is moved here (their
+    other sequences end as ``stopped``, reason moved) in that same transaction."""
     seq = load_checked_sequence(app, ref)
     required = required_variables(app, seq)
     rows = read_prospects(csv, required=required, check=row_check(seq))
@@ -78,14 +82,16 @@ def run_enroll(app: Workspace, ref: str, csv: Path, *, progress: bool = True) ->
         yield from rows
 
     now = app.clock()
+    rules = Rules(max_active=app.settings.max_active_sequences, move=move)
     results = enroll(app.store, seq, chain(), now, first_due(seq, now), seq.timezone,
-                     mailboxes=app.settings.mailboxes_of(seq.mailboxes))
+                     mailboxes=app.settings.mailboxes_of(seq.mailboxes), rules=rules)
     bar = _progress(csv) if progress and sys.stderr.isatty() else None
     try:
         for result in results:  # one transaction: an error anywhere stores nothing
             summary.rows += 1
             if isinstance(result, Enrolled):
                 summary.enrolled += 1
+                summary.moved += bool(result.moved_from)
                 if result.warning is not None:
                     summary.warnings.append(result)
             else:

@@ -298,7 +298,8 @@ def test_a_stop_after_the_gate_still_records_the_send(engine, smtp_server) -> No
 
 def test_a_hard_bounce_halts_the_addresses_other_sequences_and_mail_stops(
         tmp_path: Path, smtp_server) -> None:
-    wd = make_workdir(tmp_path, smtp_server.port, wait2="2d", wait3="1w")
+    wd = make_workdir(tmp_path, smtp_server.port, wait2="2d", wait3="1w",
+                      extra="max_active_sequences: 2\n")
     wd.write("sequences/other.yaml", "name: other\nmailbox: sales\nsteps:\n"
              "  - {name: a, template: reminder, wait: 1d}\n")
     eng = Engine(wd)

@@ -188,7 +188,7 @@ def test_the_same_reply_seen_twice_is_handled_once(tmp_path: Path, smtp_server) 
 
 def test_an_unsubscribe_reply_halts_and_suppresses_across_sequences(tmp_path: Path,
                                                                     smtp_server) -> None:
-    wd = make_workdir(tmp_path, smtp_server.port)
+    wd = make_workdir(tmp_path, smtp_server.port, extra="max_active_sequences: 2\n")
     wd.write("sequences/other.yaml", "name: other\nmailbox: sales\nsteps:\n"
              "  - {name: a, template: reminder, wait: 1d}\n")
     engine = Engine(wd)
