@@ -182,7 +182,7 @@ def test_the_shipped_examples_validate_clean_even_under_strict(tmp_path: Path) -
     for folder in ("sequences", "templates"):
         for path in (REPO / folder).iterdir():
             wd.write(f"{folder}/{path.name}", path.read_text(encoding="utf-8"))
-    result = wd.cli("validate", "--strict", "trade-show", "after-meeting")
+    result = wd.cli("validate", "--strict", "trade-show", "after-meeting", "after-sale")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    assert result.stdout.count("ok: ") == 2
+    assert result.stdout.count("ok: ") == 3

@@ -90,7 +90,8 @@ def test_words_inside_jinja_do_not_count_as_text() -> None:
 
 def test_shipped_examples_pass_clean() -> None:
     sequences = {"trade-show": ["thank_you", "reminder", "new_info"],
-                 "after-meeting": ["meeting_recap", "reminder", "new_info"]}
+                 "after-meeting": ["meeting_recap", "reminder", "new_info"],
+                 "after-sale": ["purchase_thanks", "delivery_check_in", "review_referral"]}
     for name, steps in sequences.items():
         bodies = []
         for step in steps:
