@@ -29,7 +29,7 @@ steps:
 
 def two_sequences(tmp_path: Path, port: int, database: str | None = None) -> Workdir:
     wd = make_workdir(tmp_path, port, sequence=PACED.format(name="intro"), database=database,
-                      lease="1h")
+                      lease="1h", extra="max_active_sequences: 2\n")  # one prospect, both
     wd.write("sequences/webinar.yaml", PACED.format(name="webinar"))
     return wd
 

@@ -31,7 +31,9 @@ def paced(name: str, templates: list[str]) -> str:
 
 
 def start(tmp_path: Path, port: int, sequence: str) -> tuple[Workdir, SteppedClock]:
-    wd = make_workdir(tmp_path, port, sequence=sequence, lease="1h")
+    # max_active_sequences: one prospect is paced across two sequences at once
+    wd = make_workdir(tmp_path, port, sequence=sequence, lease="1h",
+                      extra="max_active_sequences: 2\n")
     clock = SteppedClock(tmp_path / "clock.txt", T0)
     wd.env.update(clock.env)
     return wd, clock
