@@ -216,7 +216,7 @@ def test_an_unsubscribe_reply_halts_and_suppresses_across_sequences(tmp_path: Pa
 
 def test_an_unsubscribe_reply_also_halts_the_addresses_paused_enrollments(
         tmp_path: Path, smtp_server) -> None:
-    wd = make_workdir(tmp_path, smtp_server.port)
+    wd = make_workdir(tmp_path, smtp_server.port, extra="max_active_sequences: 2\n")
     wd.write("sequences/other.yaml", "name: other\nmailbox: sales\nsteps:\n"
              "  - {name: a, template: reminder, wait: 1d}\n")
     engine = Engine(wd)
