@@ -13,7 +13,8 @@ OTHER = "name: other\nmailbox: sales\nsteps:\n  - {name: a, template: reminder, 
 
 
 def _workdir(tmp_path: Path, smtp_server: Any) -> Workdir:
-    wd = make_workdir(tmp_path, smtp_server.port)
+    # one person in two sequences at once: max_active_sequences allows it
+    wd = make_workdir(tmp_path, smtp_server.port, extra="max_active_sequences: 2\n")
     wd.write("sequences/other.yaml", OTHER)
     return wd
 

@@ -83,6 +83,21 @@ def test_a_prospect_active_elsewhere_is_rejected_and_move_stops_it_there(
         app.close()
 
 
+def test_one_person_written_two_ways_is_one_prospect_for_the_rule(tmp_path: Path) -> None:
+    wd, app = workspace(tmp_path)
+    try:
+        run_enroll(app, "three", prospects_csv(wd, ["Ann@Bücher.de"]), progress=False)
+        summary = run_enroll(app, "after", prospects_csv(
+            wd, ["ann@xn--bcher-kva.de"], "a.csv"), progress=False)
+        assert [r.reason for r in summary.rejected] == ["active in sequence three; use --move"]
+        moved = run_enroll(app, "after", prospects_csv(wd, ["ann@xn--bcher-kva.de"], "a.csv"),
+                           progress=False, move=True)
+        assert moved.moved == 1
+        assert [e[1:] for e in stopped_events(app)] == [("three", "moved to after")]
+    finally:
+        app.close()
+
+
 def test_paused_counts_as_active_and_a_finished_sequence_does_not(tmp_path: Path) -> None:
     wd, app = workspace(tmp_path)
     try:
