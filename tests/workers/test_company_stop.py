@@ -73,9 +73,9 @@ def test_a_colleagues_reply_in_our_thread_halts_the_company_in_that_sequence_onl
     for sub in ("new", "cur", "tmp"):
         (maildir / sub).mkdir(parents=True)
     wd = make_workdir(tmp_path / "wd", smtp_server.port,
-                      sequence=sequence("three"),
+                      sequence=sequence("three", wait2="15s"),
                       mailbox_extra="    inbox: maildir:Maildir\n")
-    wd.write("sequences/other.yaml", sequence("other"))
+    wd.write("sequences/other.yaml", sequence("other", wait2="15s"))
     outreach = ["ann@acme.com", "bob@sales.acme.com", "cy@globex.com", "dee@gmail.com",
                 "eve@gmail.com"]
     wd.cli("enroll", "three", str(prospects_csv(wd, outreach)), check=True)
@@ -92,7 +92,7 @@ def test_a_colleagues_reply_in_our_thread_halts_the_company_in_that_sequence_onl
             "yan@acme.com", subject="Automatic reply: Thanks, Ann", in_reply_to=ann_first,
             extra_headers="Auto-Submitted: auto-replied\r\n",
             body="I am out of the office with limited access to email."))
-        wait_until(lambda: any(e["event"] == "auto_reply" for e in events(wd)), 10,
+        wait_until(lambda: any(e["event"] == "auto_reply" for e in events(wd)), 20,
                    "the out-of-office read")
         assert set(states(wd).values()) == {"active"}
 
@@ -105,12 +105,12 @@ def test_a_colleagues_reply_in_our_thread_halts_the_company_in_that_sequence_onl
                                 in_reply_to=dee_first, body="Thanks, not right now."))
         drop_into(maildir, mail("frank@gmail.com", subject="Hello",
                                 body="Saw your talk, do you have slides?"))
-        wait_until(lambda: states(wd)[("three", "dee@gmail.com")] == "replied", 10,
+        wait_until(lambda: states(wd)[("three", "dee@gmail.com")] == "replied", 20,
                    "dee's reply")
-        wait_until(lambda: states(wd)[("three", "bob@sales.acme.com")] == "replied", 10,
+        wait_until(lambda: states(wd)[("three", "bob@sales.acme.com")] == "replied", 20,
                    "the company stop")
-        # The reminder (8 s after the thank-you) goes to the three still active.
-        smtp_server.wait_for(9, timeout=20)
+        # The reminder (15 s after the thank-you) goes to the three still active.
+        smtp_server.wait_for(9, timeout=40)
     finally:
         assert terminate(proc) == 0, wd.log()
     assert states(wd) == {
