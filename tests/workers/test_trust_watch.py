@@ -26,7 +26,8 @@ def test_stranger_notices_suppress_nobody_and_the_same_with_proof_do(
         tmp_path: Path, smtp_server: Any, inbox_kind: tuple[str, Any]) -> None:
     kind, dovecot = inbox_kind
     box = watched_workdir(kind, tmp_path, smtp_server.port, dovecot, wait2="1h",
-                          mailbox_extra=f"    authserv_id: {TRUSTED}\n")
+                          mailbox_extra=f"    authserv_id: {TRUSTED}\n",
+                          extra="max_active_sequences: 2\n")  # PEOPLE are in both
     wd = box.wd
     wd.write("sequences/other.yaml", OTHER)
     # `other` first: mail that names an address (no Message-ID) finds the most recent
