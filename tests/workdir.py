@@ -165,6 +165,12 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def wait_for_watcher(wd: Workdir, mailbox: str = "sales", timeout: float = 30) -> None:
+    """Until the worker logs that it watches `mailbox`: its IMAP login and first
+    SELECT can take several seconds on a loaded machine."""
+    wait_until(lambda: f"watching mailbox {mailbox}" in wd.log(), timeout, "the watcher")
+
+
 def terminate(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
     """SIGTERM once the worker is up (its handler installed), then its exit code."""
     log: Path | None = getattr(proc, "log_path", None)

@@ -10,7 +10,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from tests.invariants import check_invariants
-from tests.workdir import Workdir, make_workdir, prospects_csv, terminate, wait_until
+from tests.workdir import Workdir, make_workdir, prospects_csv, terminate, wait_for_watcher, wait_until
 
 COMPANY_SEQUENCE = """\
 name: {name}
@@ -154,7 +154,7 @@ def test_a_fresh_email_from_a_colleague_over_imap_halts_the_sequences_that_wrote
     proc = wd.start("run", "--log-format", "json", "--log-file", "events.jsonl")
     try:
         smtp_server.wait_for(3, timeout=20)
-        wait_until(lambda: "watching mailbox sales" in wd.log(), 10, "the watcher")
+        wait_for_watcher(wd)
         time.sleep(0.3)  # let it settle into IDLE
         # No thread headers at all: Zed is not enrolled and writes a new email.
         zed = mail("zed@acme.com", subject="Your email to Ann",

@@ -12,7 +12,7 @@ from typing import Any
 from tests.inboxes import watched_workdir
 from tests.invariants import check_invariants
 from tests.notices import unsubscribe
-from tests.workdir import prospects_csv, terminate, wait_until
+from tests.workdir import prospects_csv, terminate, wait_for_watcher, wait_until
 
 
 def new_thread(sender: str, subject: str, body: str, extra: str = "") -> bytes:
@@ -40,7 +40,7 @@ def test_a_new_thread_reply_from_another_spelling_halts_mixed_case_and_idn_prosp
             "Ann@x.com", "Eva@xn--strae-oqa.de", "Zoe@x.com", "bob@xn--bcher-kva.de",
             "carl@example.com"], "IDN domains as IDNA 2008 A-labels"
         eva = next(d for d in first if d.rcpt_tos[0].startswith("Eva"))
-        wait_until(lambda: "watching mailbox sales" in wd.log(), 10, "the watcher")
+        wait_for_watcher(wd)
         box.deliver(new_thread("ann@x.com", "A question", "Can we talk on Thursday?"))
         box.deliver(new_thread("BOB@XN--BCHER-KVA.DE", "Hallo", "Gerne, rufen Sie mich an."))
         box.deliver(unsubscribe("EVA@XN--STRAE-OQA.DE", in_reply_to=eva.message["Message-ID"]))

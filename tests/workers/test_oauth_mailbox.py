@@ -19,7 +19,7 @@ from sequencer.oauth.grants import new_key
 from sequencer.store.schema import events, oauth_grants
 from tests.fixtures.oauth_mail import OAuthDovecotServer, OAuthSmtpServer
 from tests.fixtures.oauth_provider import PUBLIC_CLIENT, OAuthProvider
-from tests.workdir import Workdir, make_workdir, prospects_csv, terminate, wait_until
+from tests.workdir import Workdir, make_workdir, prospects_csv, terminate, wait_for_watcher, wait_until
 from tests.workers.test_watch import reply_to
 
 USER = "sales@example.test"
@@ -106,7 +106,7 @@ def test_auth_then_run_sends_over_oauth_and_a_reply_seen_in_idle_halts(
     proc = wd.start("run")
     try:
         first = oauth_smtp_server.wait_for(2, timeout=15)
-        wait_until(lambda: "watching mailbox sales" in wd.log(), 10, "the watcher")
+        wait_for_watcher(wd)
         wait_until(lambda: any("Login" in line for line in oauth_dovecot.connections()), 10,
                    "the IMAP login")
         ann = next(d for d in first if d.rcpt_tos == ["ann@example.com"])

@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.inboxes import watched_workdir
 from tests.notices import arf, authentication_results, dsn, unsubscribe
-from tests.workdir import prospects_csv, terminate, wait_until
+from tests.workdir import prospects_csv, terminate, wait_for_watcher, wait_until
 
 OTHER = "name: other\nmailbox: sales\nsteps:\n  - {name: a, template: reminder, wait: 1d}\n"
 PEOPLE = ["Ann@X.com", "bob@bücher.de", "cy@y.example", "di@y.example", "ed@z.example",
@@ -38,7 +38,7 @@ def test_stranger_notices_suppress_nobody_and_the_same_with_proof_do(
     try:
         first = smtp_server.wait_for(len(PEOPLE), timeout=30)
         ours = {d.rcpt_tos[0].lower(): d.message["Message-ID"] for d in first}
-        wait_until(lambda: "watching mailbox sales" in wd.log(), 10, "the watcher")
+        wait_for_watcher(wd)
         forged = [
             dsn("ann@x.com"),                                     # T1: no Message-ID of ours
             arf("BOB@xn--bcher-kva.de"),                          # T2: a forged complaint

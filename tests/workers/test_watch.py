@@ -17,7 +17,7 @@ from sequencer.usecases.importing import control, run_enroll
 from tests.harness import Engine
 from tests.invariants import check_invariants
 from tests.mail.imap.test_watcher import deliver_to_maildir
-from tests.workdir import make_workdir, prospects_csv, terminate, wait_until
+from tests.workdir import make_workdir, prospects_csv, terminate, wait_for_watcher, wait_until
 
 
 def imap_workdir(tmp_path: Path, smtp_port: int, dovecot, wait2: str = "3s"):  # type: ignore[no-untyped-def]
@@ -52,7 +52,7 @@ def test_w1_a_reply_appended_during_idle_halts_the_sequence_before_its_next_step
     proc = wd.start("run")
     try:
         first = smtp_server.wait_for(2, timeout=15)
-        wait_until(lambda: "watching mailbox sales" in wd.log(), 10, "the watcher")
+        wait_for_watcher(wd)
         time.sleep(0.3)  # let it settle into IDLE
         ann = next(d for d in first if d.rcpt_tos == ["ann@example.com"])
         appended = time.monotonic()
@@ -78,7 +78,7 @@ def test_w2_a_reply_that_arrives_while_dovecot_is_down_is_found_on_reconnect(
     proc = wd.start("run")
     try:
         (first,) = smtp_server.wait_for(1, timeout=15)
-        wait_until(lambda: "watching mailbox sales" in wd.log(), 10, "the watcher")
+        wait_for_watcher(wd)
         dovecot.kill()
         deliver_to_maildir(dovecot, reply_to(first), f"{time.time_ns()}.M1P1.test")
         dovecot.start()
@@ -257,7 +257,7 @@ def test_w6_hostile_inbound_mail_is_skipped_and_the_watcher_keeps_halting_replie
     proc = wd.start("run")
     try:
         (first,) = smtp_server.wait_for(1, timeout=15)
-        wait_until(lambda: "watching mailbox sales" in wd.log(), 10, "the watcher")
+        wait_for_watcher(wd)
         for raw in _hostile_messages():
             dovecot.append(raw)
         dovecot.append(reply_to(first))
