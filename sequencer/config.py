@@ -204,7 +204,6 @@ class WebhookConfig:
 @dataclass(frozen=True, repr=False)
 class Settings:
     path: Path | None
-    base_dir: Path
     database: str
     broker: str
     templates_dir: Path
@@ -379,7 +378,6 @@ def _defaults(env: Mapping[str, str]) -> Settings:
     cwd = Path.cwd()
     return Settings(
         path=None,
-        base_dir=cwd,
         database=_env_database(env, cwd) or f"sqlite:///{cwd / 'sequencer.db'}",
         broker=_env_broker(env) or "memory",
         templates_dir=cwd / "templates",
@@ -465,7 +463,6 @@ class _Builder:
         log.debug("loaded settings from %s", self.doc.path)
         return Settings(
             path=self.doc.path.resolve(),
-            base_dir=self.base,
             database=_env_database(self.env, Path.cwd()) or self._database(raw.database),
             broker=_env_broker(self.env) or self._broker(raw.broker),
             templates_dir=self._path(raw.templates),

@@ -81,7 +81,6 @@ def test_the_design_example_loads_with_its_secret_from_the_environment(tmp_path:
 
     box = settings.mailboxes["sales"]
     assert settings.path == tmp_path / "sequencer.yaml"
-    assert settings.base_dir == tmp_path
     assert settings.database == f"sqlite:///{tmp_path}/sequencer.db"
     assert settings.broker == "memory"
     assert settings.templates_dir == tmp_path / "templates"
@@ -225,7 +224,6 @@ def test_without_a_file_the_defaults_live_in_the_current_folder(
     settings = load_settings(env={})
 
     assert settings.path is None
-    assert settings.base_dir == tmp_path
     assert settings.database == f"sqlite:///{tmp_path}/sequencer.db"
     assert settings.broker == "memory"
     assert settings.templates_dir == tmp_path / "templates"

@@ -100,7 +100,7 @@ class _Outbox:
         self.count = 0
         self.lock = threading.Lock()
 
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+    async def handle_DATA(self, _server: object, _session: object, envelope: object) -> str:
         with self.lock:
             self.count += 1
             name = self.folder / f"{self.count:03d}.eml"

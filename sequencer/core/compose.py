@@ -64,20 +64,6 @@ class Rendered:
     html: str | None
 
 
-@dataclass(frozen=True)
-class Envelope:
-    """The SMTP envelope of one message: a bare sender address and exactly one recipient."""
-
-    mail_from: str
-    rcpt: str
-
-    def __post_init__(self) -> None:
-        for name, value in (("mail_from", self.mail_from), ("rcpt", self.rcpt)):
-            check_header_value(name, value)
-            if not _ADDR_SPEC.fullmatch(value):
-                raise HeaderInjectionError(f"{name} must be one bare address, got {value!r}")
-
-
 def new_message_id(domain: str) -> str:
     """A fresh, globally unique Message-ID: ``<{uuid4 hex}@{domain}>``."""
     a_label = _ascii_domain(domain)

@@ -89,11 +89,6 @@ class Effect:
     delays: bool = False  # an auto-reply with a return date pushes the next step
 
 
-def can_send(state: EnrollmentState) -> bool:
-    """Only an active enrollment ever sends."""
-    return state is EnrollmentState.ACTIVE
-
-
 def after_sent(step_index: int, step_count: int) -> tuple[EnrollmentState, int]:
     """State and next step index once step ``step_index`` was sent."""
     next_index = step_index + 1

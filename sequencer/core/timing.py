@@ -256,25 +256,6 @@ def step_due(
     return Due(settled.at, (*moved, *settled.moved_by))
 
 
-def due_at(
-    *,
-    previous: datetime,
-    step: Step,
-    tz: ZoneInfo,
-    window: SendWindow | None = None,
-    follow_up_by: date | None = None,
-    not_before: datetime | None = None,
-) -> datetime:
-    """``step_due`` for a sequence with only a window (no holidays, pacing or jitter)."""
-    return step_due(previous=previous, step=step, rules=Rules(tz, window),
-                    ahead_date=follow_up_by, not_before=not_before).at
-
-
-def fit_window(moment: datetime, window: SendWindow | None, tz: ZoneInfo) -> datetime:
-    """The first instant at or after ``moment`` inside ``window`` (no holidays, no jitter)."""
-    return open_slot(moment, Rules(tz, window)).at
-
-
 def ahead_by(named: date, lead: timedelta | None, tz: ZoneInfo) -> datetime:
     """``lead`` before the start of the day the prospect named; whole days and weeks on
     the local calendar (3w before 15 March is 22 February at 00:00 across a DST change)."""

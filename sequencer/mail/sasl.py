@@ -194,7 +194,6 @@ class _SaslCommand(aioimaplib.Command):  # type: ignore[misc]  # aioimaplib is u
         args = (mechanism, encoded.decode("ascii")) if sasl_ir else (mechanism,)
         super().__init__("AUTHENTICATE", tag, *args, loop=protocol.loop, timeout=timeout)
         self._mechanism = mechanism
-        self._encoded = encoded
         self._protocol = protocol
         self._answers: list[bytes] = [] if sasl_ir else [encoded]
         self._answered = 0

@@ -44,19 +44,6 @@ class CursorStore(Protocol):
     def save(self, mailbox: str, cursor: Cursor) -> None: ...
 
 
-class MemoryCursorStore:
-    """A dict-backed ``CursorStore`` for tests and the demo; forgets everything on exit."""
-
-    def __init__(self) -> None:
-        self._cursors: dict[str, Cursor] = {}
-
-    def load(self, mailbox: str) -> Cursor:
-        return self._cursors.get(mailbox, NO_CURSOR)
-
-    def save(self, mailbox: str, cursor: Cursor) -> None:
-        self._cursors[mailbox] = cursor
-
-
 @dataclass(frozen=True)
 class Inbound:
     """One inbound message as the watcher saw it.

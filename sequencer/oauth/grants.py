@@ -28,7 +28,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import delete, insert, select, update
 
 from sequencer.config import Secret
-from sequencer.errors import ConfigError, SequencerError
+from sequencer.errors import SequencerError
 from sequencer.store.db import Store
 from sequencer.store.schema import oauth_grants
 
@@ -86,24 +86,6 @@ class GrantStore(Protocol):
     def delete(self, mailbox: str) -> None: ...
 
     def describe(self) -> str: ...
-
-
-def fernet_key(name: str, env: dict[str, str] | os._Environ[str]) -> Secret:
-    """The Fernet key in environment variable ``name``; ConfigError naming it when unusable."""
-    value = env.get(name)
-    if not value:
-        raise ConfigError(
-            f"environment variable {name} is not set: it holds the key that encrypts "
-            "OAuth2 refresh tokens (make one with `sequencer auth --new-key`)"
-        )
-    try:
-        Fernet(value.encode())
-    except ValueError:
-        raise ConfigError(
-            f"environment variable {name} is not a Fernet key (32 url-safe base64 bytes; "
-            "make one with `sequencer auth --new-key`)"
-        ) from None
-    return Secret(value)
 
 
 def new_key() -> str:

@@ -92,11 +92,6 @@ class TokenSource:
             if self._cached is not None and self._cached.token.reveal() == token:
                 self._cached = None
 
-    def adopt(self, answer: TokenAnswer) -> None:
-        """Use an access token just obtained by ``sequencer auth``."""
-        with self._lock:
-            self._remember(answer)
-
     def _remember(self, answer: TokenAnswer) -> None:
         margin = min(self._settings.refresh_margin_s, answer.lifetime_s / 2)
         self._cached = _Cached(answer.access_token, answer.expires_at - margin,

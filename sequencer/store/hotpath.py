@@ -102,7 +102,7 @@ _GATE_S = Prepared(
            sends.c.data_at.is_(None))
     .values(data_at=bindparam("now"), subject=bindparam("subj"))
 )
-_TURN = Prepared(mailbox_limits._TAKE)  # the statement of ``store.limits.take_turn``
+_TURN = Prepared(mailbox_limits.TAKE_TURN)
 _SENT = Prepared(
     update(sends)
     .where(sends.c.id == bindparam("sid"), sends.c.status == SendStatus.CLAIMED.value,

@@ -13,7 +13,7 @@ from sequencer.core.machine import EnrollmentState, Inbound, SendStatus
 from sequencer.core.trust import Proof, decayed
 from sequencer.errors import StoreConflict
 from sequencer.eventlog import EventRecord
-from sequencer.mail.watching import Cursor
+from sequencer.mail.watching import NO_CURSOR, Cursor
 from sequencer.store import events as stored_events
 from sequencer.store.colleagues import CompanyStop, halt_company
 from sequencer.store.db import AnyRow, Store
@@ -34,7 +34,7 @@ class DbCursorStore:
             row = conn.execute(select(mailboxes.c.uidvalidity, mailboxes.c.last_uid)
                                .where(mailboxes.c.name == mailbox)).first()
         if row is None:
-            return Cursor(None, 0)
+            return NO_CURSOR
         return Cursor(row.uidvalidity, row.last_uid or 0)
 
     def save(self, mailbox: str, cursor: Cursor) -> None:

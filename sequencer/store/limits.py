@@ -95,7 +95,9 @@ _USED = (select(_since("day_start"), _since("hour_start")).select_from(sends)
          .where(sends.c.mailbox == bindparam("m"), sends.c.created_at >= bindparam("since")))
 _HOLD = (update(mailboxes).where(mailboxes.c.name == bindparam("m"))
          .values(next_send_at=bindparam("until"), send_holder=bindparam("tok")))
-_TAKE = (
+# At the gate: the claim ``tok`` may send from a spaced mailbox now (it holds the turn, or
+# nobody does and the spacing is over); it then holds it until ``until``.
+TAKE_TURN = (
     update(mailboxes)
     .where(mailboxes.c.name == bindparam("m"),
            or_(mailboxes.c.send_holder == bindparam("tok"),
@@ -161,14 +163,6 @@ def open_budgets(conn: Connection, now: datetime, limits: Mapping[str, MailboxLi
         if budgets.left[name] <= 0:
             budgets.closed.add(name)
     return budgets
-
-
-def take_turn(conn: Connection, mailbox: str, token: str, now: datetime,
-              until: datetime) -> bool:
-    """At the gate: the claim ``token`` may send from a spaced mailbox now (it holds the
-    turn, or nobody does and the spacing is over); it then holds it until ``until``."""
-    won = conn.execute(_TAKE, {"m": mailbox, "tok": token, "now": now, "until": until})
-    return bool(won.rowcount)
 
 
 def end_turn(store: Store, mailbox: str, token: str, next_at: datetime) -> None:

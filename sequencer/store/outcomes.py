@@ -59,12 +59,6 @@ _CLEAR_CLAIM = (
     .where(enrollments.c.id == bindparam("eid"), enrollments.c.claim_token == bindparam("tok"))
     .values(claim_token=None, lease_until=None, updated_at=bindparam("now"))
 )
-_ADVANCE = (
-    update(enrollments)
-    .where(enrollments.c.id == bindparam("eid"), enrollments.c.step_index == bindparam("step"))
-    .values(step_index=bindparam("next"), attempts=0)
-)
-_NOT_BEFORE = select(enrollments.c.not_before).where(enrollments.c.id == bindparam("eid"))
 
 
 def _finish(conn: Connection, job: Job, now: datetime, *, send_status: SendStatus | None,
@@ -98,25 +92,6 @@ def _finish(conn: Connection, job: Job, now: datetime, *, send_status: SendStatu
         return False
     conn.execute(send_stmt, send_params)
     return True
-
-
-def record_sent(store: Store, job: Job, now: datetime, *, code: int, state: EnrollmentState,
-                next_index: int, next_due: datetime | None,
-                records: list[EventRecord]) -> bool:
-    """The server took the step. It counts as delivered even if the enrollment halted or
-    was paused since the gate; only an active one moves on to its next due time (never
-    before an out-of-office return recorded meanwhile)."""
-    with store.write() as conn:
-        not_before = conn.scalar(_NOT_BEFORE, {"eid": job.enrollment_id})
-        if next_due is not None and not_before is not None and next_due < not_before:
-            next_due = not_before
-        ok = _finish(conn, job, now, send_status=SendStatus.SENT, code=code, detail=None,
-                     state=state.value, next_due=next_due, not_before=None)
-        if ok:
-            conn.execute(_ADVANCE, {"eid": job.enrollment_id, "step": job.step_index,
-                                    "next": next_index})
-            stored_events.add(conn, *records)
-    return ok
 
 
 def record_retry(store: Store, job: Job, now: datetime, *, code: int, detail: str,

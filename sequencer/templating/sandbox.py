@@ -361,17 +361,17 @@ class SandboxEnvironment(ImmutableSandboxedEnvironment):
         _current().charge(units)
         return super().call_binop(context, operator, left, right)
 
-    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
-        checked = _str_method_call(__obj, args, kwargs)
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        checked = _str_method_call(obj, args, kwargs)
         budget = _current()
-        owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
+        owner = getattr(getattr(obj, "__wrapped__", obj), "__self__", None)
         budget.call(_size(owner) + _args_size(checked, kwargs))
         if budget.depth >= MAX_CALL_DEPTH:
             raise _LimitExceeded(f"calls nested more than {MAX_CALL_DEPTH} deep (a macro "
                                  "that calls itself?)")
         budget.depth += 1
         try:
-            return super().call(__context, __obj, *checked, **kwargs)
+            return super().call(context, obj, *checked, **kwargs)
         finally:
             budget.depth -= 1
 

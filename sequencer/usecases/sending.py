@@ -46,7 +46,6 @@ from sequencer.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
-RETRY_ATTEMPTS = 5
 RETRY_BASE = timedelta(minutes=1)
 RETRY_CAP = timedelta(hours=1)
 

@@ -11,10 +11,6 @@ from sequencer.core.machine import Event, Inbound
 ALL_STOPS = frozenset({"reply", "bounce", "unsubscribe", "complaint"})
 
 
-def test_only_an_active_enrollment_sends() -> None:
-    assert [s for s in S if machine.can_send(s)] == [S.ACTIVE]
-
-
 def test_after_the_last_step_the_enrollment_is_completed() -> None:
     assert machine.after_sent(0, 3) == (S.ACTIVE, 1)
     assert machine.after_sent(2, 3) == (S.COMPLETED, 3)

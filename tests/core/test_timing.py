@@ -23,9 +23,28 @@ def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
+def due_at(
+    *,
+    previous: datetime,
+    step: Step,
+    tz: ZoneInfo,
+    window: SendWindow | None = None,
+    follow_up_by: date | None = None,
+    not_before: datetime | None = None,
+) -> datetime:
+    """``step_due`` for a sequence with only a window (no holidays, pacing or jitter)."""
+    return timing.step_due(previous=previous, step=step, rules=timing.Rules(tz, window),
+                           ahead_date=follow_up_by, not_before=not_before).at
+
+
+def fit_window(moment: datetime, window: SendWindow | None, tz: ZoneInfo) -> datetime:
+    """The first instant at or after ``moment`` inside ``window`` (no holidays, no jitter)."""
+    return timing.open_slot(moment, timing.Rules(tz, window)).at
+
+
 def test_zero_wait_is_due_immediately() -> None:
     now = utc(2026, 11, 23, 20, 0)
-    assert timing.due_at(previous=now, step=step(Wait(timedelta(0))), tz=NY) == now
+    assert due_at(previous=now, step=step(Wait(timedelta(0))), tz=NY) == now
 
 
 def test_days_follow_the_local_wall_clock_across_dst() -> None:
@@ -52,30 +71,30 @@ def test_business_days_skip_the_weekend_in_the_prospects_zone() -> None:
 
 def test_send_window_moves_a_night_time_step_to_the_morning() -> None:
     late = utc(2026, 11, 24, 23, 30)  # Tuesday 18:30 in New York
-    due = timing.fit_window(late, WEEKDAYS, NY)
+    due = fit_window(late, WEEKDAYS, NY)
     assert due.astimezone(NY) == datetime(2026, 11, 25, 9, 0, tzinfo=NY)
 
 
 def test_send_window_moves_a_weekend_step_to_monday_and_keeps_a_step_inside_it() -> None:
     saturday = utc(2026, 11, 28, 15, 0)
-    assert timing.fit_window(saturday, WEEKDAYS, NY).astimezone(NY) == datetime(
+    assert fit_window(saturday, WEEKDAYS, NY).astimezone(NY) == datetime(
         2026, 11, 30, 9, 0, tzinfo=NY
     )
     inside = utc(2026, 11, 24, 15, 0)  # Tuesday 10:00 New York
-    assert timing.fit_window(inside, WEEKDAYS, NY) == inside
+    assert fit_window(inside, WEEKDAYS, NY) == inside
     early = utc(2026, 11, 24, 12, 0)  # Tuesday 07:00 New York
-    assert timing.fit_window(early, WEEKDAYS, NY).astimezone(NY).time() == time(9, 0)
-    assert timing.fit_window(inside, None, NY) == inside
+    assert fit_window(early, WEEKDAYS, NY).astimezone(NY).time() == time(9, 0)
+    assert fit_window(inside, None, NY) == inside
 
 
 def test_ahead_of_sends_lead_before_the_named_date_but_never_before_the_previous_step() -> None:
     now = utc(2026, 11, 23, 12)
     s = step(Wait(timedelta(weeks=1)), ahead_of="follow_up_by", lead=timedelta(weeks=2))
-    due = timing.due_at(previous=now, step=s, tz=BERLIN, follow_up_by=date(2027, 1, 15))
+    due = due_at(previous=now, step=s, tz=BERLIN, follow_up_by=date(2027, 1, 15))
     assert due == datetime(2027, 1, 1, 0, 0, tzinfo=BERLIN).astimezone(UTC)
-    soon = timing.due_at(previous=now, step=s, tz=BERLIN, follow_up_by=date(2026, 11, 30))
+    soon = due_at(previous=now, step=s, tz=BERLIN, follow_up_by=date(2026, 11, 30))
     assert soon == now
-    without = timing.due_at(previous=now, step=s, tz=BERLIN, follow_up_by=None)
+    without = due_at(previous=now, step=s, tz=BERLIN, follow_up_by=None)
     assert without == now + timedelta(weeks=1)
 
 
@@ -83,7 +102,7 @@ def test_an_out_of_office_return_pushes_the_step_past_it() -> None:
     now = utc(2026, 11, 23, 12)
     back = timing.back_after(date(2026, 12, 7), NY)
     assert back == datetime(2026, 12, 8, 0, 0, tzinfo=NY).astimezone(UTC)
-    due = timing.due_at(
+    due = due_at(
         previous=now, step=step(Wait(timedelta(days=2))), tz=NY, not_before=back, window=WEEKDAYS
     )
     assert due.astimezone(NY) == datetime(2026, 12, 8, 9, 0, tzinfo=NY)
@@ -104,7 +123,7 @@ def test_naive_datetimes_are_read_as_utc() -> None:
 def test_fit_window_always_lands_inside_the_window(weekday_start: int) -> None:
     base = utc(2026, 11, 23 + weekday_start, 3)
     for hour in range(0, 24, 5):
-        due = timing.fit_window(base + timedelta(hours=hour), WEEKDAYS, NY).astimezone(NY)
+        due = fit_window(base + timedelta(hours=hour), WEEKDAYS, NY).astimezone(NY)
         assert due.weekday() < 5 and time(9) <= due.time() < time(17)
 
 
@@ -255,7 +274,7 @@ def test_kolkata_windows_follow_the_half_hour_offset() -> None:
     kolkata = ZoneInfo("Asia/Kolkata")
     window = SendWindow(frozenset(range(5)), time(9), time(17))
     def fit(moment: datetime) -> datetime:
-        return timing.fit_window(moment, window, kolkata)
+        return fit_window(moment, window, kolkata)
 
     assert fit(utc(2026, 11, 24, 3, 29)) == utc(2026, 11, 24, 3, 30)  # 08:59 -> 09:00
     assert fit(utc(2026, 11, 24, 11, 29)) == utc(2026, 11, 24, 11, 29)  # 16:59 stays

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from sequencer.mail.maildir import MaildirWatcher, read_message
-from sequencer.mail.watching import TRUNCATED_BODY_BYTES, Cursor, MemoryCursorStore
+from sequencer.mail.watching import TRUNCATED_BODY_BYTES, Cursor
+from tests.cursors import MemoryCursorStore
 from tests.mail.recording import Recorder, message, watching
 
 

@@ -16,10 +16,10 @@ from sequencer.config import OAuthSettings, Secret
 from sequencer.mail.imap.connection import ImapAccount
 from sequencer.mail.imap.watcher import ImapWatcher, WatcherState
 from sequencer.mail.smtp import SmtpAccount, SmtpSender
-from sequencer.mail.watching import MemoryCursorStore
 from sequencer.oauth.client import GrantNeeded
 from sequencer.oauth.grants import FileGrants, Grant
 from sequencer.oauth.tokens import TokenSource
+from tests.cursors import MemoryCursorStore
 from tests.fixtures.oauth_mail import OAuthDovecotServer, OAuthSmtpServer
 from tests.fixtures.oauth_provider import PUBLIC_CLIENT, OAuthProvider
 from tests.mail.recording import Recorder, message, until, watching

@@ -12,13 +12,11 @@ import pytest
 from sqlalchemy import select
 
 from sequencer.config import Secret
-from sequencer.errors import ConfigError
 from sequencer.oauth.grants import (
     DatabaseGrants,
     FileGrants,
     Grant,
     GrantStoreError,
-    fernet_key,
     new_key,
 )
 from sequencer.store.db import Store
@@ -71,15 +69,6 @@ def test_a_wrong_key_is_a_clear_error_naming_the_variable(sqlite_store: Store) -
     with pytest.raises(GrantStoreError, match=r"does not decrypt with the key in \$K2.*"
                                               r"sequencer auth sales"):
         DatabaseGrants(sqlite_store, Secret(new_key()), "K2").load("sales")
-
-
-def test_the_key_comes_from_the_environment_and_is_checked() -> None:
-    key = new_key()
-    assert fernet_key("K", {"K": key}).reveal() == key
-    with pytest.raises(ConfigError, match="K is not set.*sequencer auth --new-key"):
-        fernet_key("K", {})
-    with pytest.raises(ConfigError, match="not a Fernet key"):
-        fernet_key("K", {"K": "short"})
 
 
 def test_file_grants_are_0600_and_round_trip(tmp_path: Path) -> None:

@@ -155,8 +155,10 @@ def test_a_stale_claim_whose_turn_another_sender_took_sends_nothing_and_is_given
         engine.clock.advance(seconds=4)  # the claim's lease and turn ran out unused ...
         other = "f" * 32
         with engine.app.store.write() as conn:  # ... and another sender's gate took it
-            assert limits.take_turn(conn, "sales", other, engine.clock(),
-                                    engine.clock() + timedelta(minutes=1))
+            now = engine.clock()
+            won = conn.execute(limits.TAKE_TURN, {"m": "sales", "tok": other, "now": now,
+                                                  "until": now + timedelta(minutes=1)})
+            assert won.rowcount == 1
         engine.deliver([first])
         assert smtp_server.deliveries == []
         assert "DATA" not in {verb for _, verb in smtp_server.commands}

@@ -10,7 +10,14 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from tests.invariants import check_invariants
-from tests.workdir import Workdir, make_workdir, prospects_csv, terminate, wait_for_watcher, wait_until
+from tests.workdir import (
+    Workdir,
+    make_workdir,
+    prospects_csv,
+    terminate,
+    wait_for_watcher,
+    wait_until,
+)
 
 COMPANY_SEQUENCE = """\
 name: {name}

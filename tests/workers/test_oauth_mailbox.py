@@ -19,7 +19,14 @@ from sequencer.oauth.grants import new_key
 from sequencer.store.schema import events, oauth_grants
 from tests.fixtures.oauth_mail import OAuthDovecotServer, OAuthSmtpServer
 from tests.fixtures.oauth_provider import PUBLIC_CLIENT, OAuthProvider
-from tests.workdir import Workdir, make_workdir, prospects_csv, terminate, wait_for_watcher, wait_until
+from tests.workdir import (
+    Workdir,
+    make_workdir,
+    prospects_csv,
+    terminate,
+    wait_for_watcher,
+    wait_until,
+)
 from tests.workers.test_watch import reply_to
 
 USER = "sales@example.test"

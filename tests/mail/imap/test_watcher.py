@@ -14,7 +14,8 @@ import pytest
 from sequencer.mail.imap.connection import ImapAccount
 from sequencer.mail.imap.protocol import parse_fetch, uid_set
 from sequencer.mail.imap.watcher import ImapWatcher, WatcherState, plan_batches
-from sequencer.mail.watching import TRUNCATED_BODY_BYTES, Cursor, MemoryCursorStore
+from sequencer.mail.watching import TRUNCATED_BODY_BYTES, Cursor
+from tests.cursors import MemoryCursorStore
 from tests.fixtures.dovecot import DovecotServer
 from tests.mail.recording import Recorder, message, until, watching
 from tests.mail.tcpstall import stalling_proxy
