@@ -14,7 +14,6 @@ import aiosmtplib
 import pytest
 
 from sequencer.core.compose import (
-    Envelope,
     Rendered,
     check_header_value,
     compose,
@@ -329,14 +328,6 @@ def test_verify_refuses_a_different_recipient_or_message_id() -> None:
 
 def test_verify_accepts_what_compose_wrote() -> None:
     verify(build(), expected_to="ana@example.org", message_id=MID)
-
-
-def test_envelope_takes_one_bare_address_each() -> None:
-    assert Envelope("dana@example.com", "ana@example.org").rcpt == "ana@example.org"
-    with pytest.raises(HeaderInjectionError):
-        Envelope("dana@example.com", "a@example.org, b@example.org")
-    with pytest.raises(HeaderInjectionError):
-        Envelope("dana@example.com\r\nRCPT TO:<x@y.z>", "ana@example.org")
 
 
 def test_idn_domain_is_written_in_ascii_form() -> None:
