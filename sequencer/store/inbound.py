@@ -249,28 +249,34 @@ def note(store: Store, record: EventRecord, seen: Seen, now: datetime, *,
 
 def hold_lease(store: Store, mailbox: str, owner: str, now: datetime, ttl_s: float) -> bool:
     """Take or renew the right to watch ``mailbox`` (one watcher per mailbox at a time):
-    one conditional update, so two processes never both believe they hold it."""
+    one conditional update, so two processes never both believe they hold it.
+
+    The mailbox's row may not exist yet; when another transaction creates it first (a
+    scheduler counting the mailbox's limits, as often on a fresh start), the update is
+    tried again on the row it made instead of giving up for a whole lease interval."""
     from datetime import timedelta
 
     until = now + timedelta(seconds=ttl_s)
-    with store.write() as conn:
-        taken = conn.execute(
-            update(mailboxes)
-            .where(mailboxes.c.name == mailbox,
-                   or_(mailboxes.c.lease_owner.is_(None), mailboxes.c.lease_owner == owner,
-                       mailboxes.c.lease_until < now))
-            .values(lease_owner=owner, lease_until=until)).rowcount
-        if taken:
-            return True
-        if conn.scalar(select(mailboxes.c.name).where(mailboxes.c.name == mailbox)):
-            return False
-    try:
+    for _ in range(2):
         with store.write() as conn:
-            conn.execute(insert(mailboxes).values(name=mailbox, last_uid=0, paused=False,
-                                                  lease_owner=owner, lease_until=until))
-    except StoreConflict:
-        return False  # another process created the row (and holds the lease) first
-    return True
+            taken = conn.execute(
+                update(mailboxes)
+                .where(mailboxes.c.name == mailbox,
+                       or_(mailboxes.c.lease_owner.is_(None), mailboxes.c.lease_owner == owner,
+                           mailboxes.c.lease_until < now))
+                .values(lease_owner=owner, lease_until=until)).rowcount
+            if taken:
+                return True
+            if conn.scalar(select(mailboxes.c.name).where(mailboxes.c.name == mailbox)):
+                return False
+        try:
+            with store.write() as conn:
+                conn.execute(insert(mailboxes).values(name=mailbox, last_uid=0, paused=False,
+                                                      lease_owner=owner, lease_until=until))
+        except StoreConflict:
+            continue  # someone created the row meanwhile: the update decides
+        return True
+    return False
 
 
 def drop_lease(store: Store, mailbox: str, owner: str) -> None:
