@@ -12,13 +12,16 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Optional, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TextIO
 
 import typer
 
 from sequencer import eventlog
 from sequencer.core.machine import EnrollmentState
 from sequencer.errors import InputError, SequencerError
+
+if TYPE_CHECKING:
+    from sequencer.workspace import Workspace
 
 app = typer.Typer(
     add_completion=False,
@@ -273,19 +276,28 @@ def status(
     limit: Annotated[Optional[int], typer.Option(min=1, help="at most this many rows")] = None,  # noqa: UP045
     summary: Annotated[bool, typer.Option(
         "--summary", help="counts per sequence and state, and per step")] = False,
+    mailboxes: Annotated[bool, typer.Option(
+        "--mailboxes", help="each mailbox's health: watcher state, last server answer, "
+        "cursor lag, sends today against daily_limit")] = False,
 ) -> None:
     """Every enrollment: state, last step sent, next due time (streamed, in sequence
-    order); --summary counts instead."""
+    order); --summary counts instead; --mailboxes shows each mailbox's health."""
     from sequencer.store import status as query
     from workers.tables import write_json_array, write_table
 
     if summary and (email or limit):
         raise _fail("--summary counts whole sequences: drop --email and --limit", 2)
+    if mailboxes and (summary or email or sequence or state or limit):
+        raise _fail("--mailboxes shows every mailbox: drop --summary, --email, --sequence, "
+                    "--state and --limit", 2)
     if email:
         _check_address(email)
     application = _load(config, skip_broken=True)
     out = sys.stdout
     try:
+        if mailboxes:
+            _print_mailboxes(application, as_json)
+            return
         if summary:
             counts = query.summary(application.store, sequence=sequence,
                                    state=state.value if state else None)
@@ -317,6 +329,35 @@ def status(
         raise typer.Exit(1) from None
     finally:
         application.close()
+
+
+def _print_mailboxes(application: Workspace, as_json: bool) -> None:
+    from sequencer.store import status as query
+    from sequencer.usecases.sending import mailbox_limits
+    from workers.tables import write_table
+    from workers.watch import silent_after_s
+
+    settings = application.settings
+    limits = mailbox_limits(application)
+    boxes = {name: query.Watched(
+        limits[name], box.imap is not None or box.inbox is not None,
+        silent_after_s(settings) if box.imap is not None else None)
+        for name, box in settings.mailboxes.items()}
+    now = application.clock()
+    found = query.mailbox_rows(application.store, boxes, now)
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in found], indent=2))
+        return
+    write_table(sys.stdout, ("mailbox", "state", "last answer", "cursor lag", "sent today",
+                             "detail"), (
+        (r.name, r.state,
+         f"{query.ago((now - r.last_answer_at).total_seconds())} ago"
+         if r.last_answer_at else "-",
+         "unknown" if r.cursor_lag is None else str(r.cursor_lag),
+         f"{r.sends_today}/{r.daily_limit}" if r.daily_limit is not None
+         else str(r.sends_today),
+         r.detail or "")
+        for r in found))
 
 
 def _print_review(out: TextIO, review: list[tuple[Any, Any]]) -> None:

@@ -1,7 +1,10 @@
 """Inbox watchers: one per mailbox that has an `imap:` or `inbox: maildir:` setting.
 
 Each runs in its own thread and event loop and holds a lease on its mailbox in the
-database, so only one process watches a mailbox at a time.
+database, so only one process watches a mailbox at a time. While it holds the lease it
+reports its health (``store.health``): at once when its state or last error changes,
+otherwise every ``REPORT_EVERY_S``, off the event loop; a failed report is logged, never
+fatal.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import os
 import socket
 import threading
 
-from sequencer.config import MailboxConfig
+from sequencer.config import MailboxConfig, Settings
 from sequencer.errors import WatcherError
 from sequencer.mail.imap.connection import ImapAccount
 from sequencer.mail.imap.watcher import ImapWatcher
 from sequencer.mail.maildir import MaildirWatcher
-from sequencer.mail.watching import Inbound, Watcher
+from sequencer.mail.watching import Health, HealthState, Inbound, Watcher
+from sequencer.store import health as store_health
 from sequencer.store import inbound as store_inbound
 from sequencer.usecases import receiving, resolving, sending
 from sequencer.workspace import Workspace
@@ -26,6 +30,19 @@ from sequencer.workspace import Workspace
 logger = logging.getLogger(__name__)
 
 LEASE_S = 60.0
+
+
+#: How often a watcher polls a server without IDLE.
+POLL_S = 30.0
+
+
+def silent_after_s(settings: Settings) -> float:
+    """A watching IMAP watcher whose server has not answered for this long is silent, even
+    if it still says it watches: the server answers at least every ``imap_idle`` (a re-IDLE)
+    or poll, each wait is bounded by ``imap_timeout``, and the report may be a heartbeat
+    old."""
+    return (max(settings.idle_s, POLL_S) + 2 * settings.imap_timeout_s
+            + store_health.REPORT_EVERY_S)
 
 
 def make_watcher(app: Workspace, mailbox: MailboxConfig, cursors: store_inbound.DbCursorStore
@@ -42,7 +59,8 @@ def make_watcher(app: Workspace, mailbox: MailboxConfig, cursors: store_inbound.
         return ImapWatcher(mailbox.name, account, cursors, handler,
                            idle_s=app.settings.idle_s, timeout_s=app.settings.imap_timeout_s,
                            on_auth_failure=lambda reason: sending.pause_mailbox(
-                               app, mailbox.name, f"IMAP login refused: {reason}"))
+                               app, mailbox.name, f"IMAP login refused: {reason}", auth=True),
+                           poll_s=POLL_S, clock=app.clock)
     if mailbox.inbox is not None:
         return MaildirWatcher(mailbox.name, mailbox.inbox, cursors, handler)
     return None
@@ -73,6 +91,62 @@ async def _sleep_unless(stop: threading.Event, seconds: float) -> None:
     deadline = loop.time() + seconds
     while not stop.is_set() and loop.time() < deadline:
         await asyncio.sleep(0.1)
+
+
+class Reporter:
+    """Writes one watcher's health to the database: on a change of state or error at once
+    (checked every ``CHECK_S``), a changed cursor lag at most every ``LAG_EVERY_S`` (a
+    long catch-up), otherwise every ``REPORT_EVERY_S``; never raises."""
+
+    CHECK_S = 0.25
+    LAG_EVERY_S = 1.0
+
+    def __init__(self, app: Workspace, name: str, watcher: Watcher) -> None:
+        self._app = app
+        self._name = name
+        self._watcher = watcher
+        self._started = Health(HealthState.WATCHING, app.clock())  # a Maildir: no server
+        self._written: tuple[object, ...] | None = None
+        self._written_at = float("-inf")
+        self._retry_at = float("-inf")
+        self._lag: int | None = None
+
+    def health(self) -> Health:
+        if isinstance(self._watcher, ImapWatcher):
+            return self._watcher.health()
+        return self._started
+
+    async def finish(self) -> None:
+        """The watcher stopped: report that, whatever the heartbeat's schedule."""
+        if not isinstance(self._watcher, ImapWatcher):
+            self._started = Health(HealthState.STOPPED, self._app.clock())
+        await self.report(force=True)
+
+    async def report(self, *, force: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        health = self.health()
+        key = (health.state, health.last_error, health.last_error_at)
+        since = now - self._written_at
+        due = (key != self._written or since >= store_health.REPORT_EVERY_S
+               or (health.cursor_lag != self._lag and since >= self.LAG_EVERY_S))
+        if not force and (now < self._retry_at or not due):
+            return
+        try:
+            await asyncio.to_thread(store_health.report, self._app.store, self._name, health,
+                                    self._app.clock())
+        except Exception:
+            self._retry_at = now + store_health.REPORT_EVERY_S
+            logger.warning("mailbox %s: cannot record the watcher's health; trying again in "
+                           "%.0f s", self._name, store_health.REPORT_EVERY_S, exc_info=True)
+            return
+        self._written, self._written_at, self._lag = key, now, health.cursor_lag
+
+    async def keep_reporting(self, done: asyncio.Event) -> None:
+        while not done.is_set():
+            await self.report()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), self.CHECK_S)
 
 
 def _try_lease(app: Workspace, name: str, owner: str) -> bool:
@@ -120,6 +194,8 @@ async def _watch_once(app: Workspace, mailbox: MailboxConfig, stop: threading.Ev
                 done.set()
 
     lease_task = asyncio.create_task(keep_lease())
+    reporter = Reporter(app, mailbox.name, watcher)
+    report_task = asyncio.create_task(reporter.keep_reporting(done))
     # While it holds the lease, the watcher also looks for its unknown steps in Sent.
     resolve_task = asyncio.create_task(resolving.keep_resolving(app, mailbox.name, done))
     try:
@@ -128,6 +204,9 @@ async def _watch_once(app: Workspace, mailbox: MailboxConfig, stop: threading.Ev
         done.set()
         await lease_task
         await resolve_task
+        await report_task
+        if not lost:  # stopped: say so (after a lost lease, the new holder reports)
+            await reporter.finish()
     if lost:
         raise WatcherError(f"lost the lease on mailbox {mailbox.name}")
 

@@ -9,8 +9,10 @@ most repeats the one in flight (callers dedupe by Message-ID).
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 #: How much of the body of an oversized message is handed over (the header comes whole).
@@ -62,6 +64,33 @@ class Inbound:
 
 
 Handler = Callable[[Inbound], Awaitable[None]]
+
+
+class HealthState(enum.Enum):
+    """How a watcher is doing, as ``status --mailboxes`` shows it."""
+
+    CONNECTING = "connecting"  # not connected yet since it started
+    WATCHING = "watching"  # connected, the folder selected, the server answering
+    FAILING = "failing"  # the last session failed (refused, dropped, an error): retrying
+    SILENT = "silent"  # connected, but the server stopped answering within the timeout
+    AUTH_NEEDED = "auth_needed"  # the login was refused: a person must act
+    STOPPED = "stopped"  # the watcher was stopped
+
+
+@dataclass(frozen=True)
+class Health:
+    """One watcher's health at one moment (``ImapWatcher.health``).
+
+    ``cursor_lag`` is how many UIDs the server has past the cursor (UIDNEXT - 1 at SELECT,
+    then the highest UID a SEARCH found, minus the last UID handled), None when unknown.
+    """
+
+    state: HealthState
+    since: datetime
+    last_answer_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    cursor_lag: int | None = None
 
 
 class Watcher(Protocol):

@@ -99,7 +99,7 @@ class Store:
             self.reader.dispose()
 
 
-HEAD = "0006"
+HEAD = "0007"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 

@@ -165,6 +165,14 @@ def open_budgets(conn: Connection, now: datetime, limits: Mapping[str, MailboxLi
     return budgets
 
 
+def sends_today(conn: Connection, mailbox: str, rule: MailboxLimits, now: datetime) -> int:
+    """What ``daily_limit`` has counted for ``mailbox`` today (its own calendar day): the
+    same count the claim makes."""
+    return int(conn.execute(_USED, {"m": mailbox, "since": rule.day_start(now),
+                                    "day_start": rule.day_start(now),
+                                    "hour_start": now}).one()[0])
+
+
 def end_turn(store: Store, mailbox: str, token: str, next_at: datetime) -> None:
     """The claim ``token`` is done with the mailbox: nobody sends from it before
     ``next_at`` (``now`` when nothing went out)."""

@@ -174,19 +174,21 @@ def record_paused(store: Store, job: Job, now: datetime, *, flag: str,
     return paused
 
 
-def pause_mailbox(store: Store, mailbox: str, reason: str, record: EventRecord) -> bool:
-    """Pause a mailbox (e.g. its credentials were refused). True if it was not paused yet;
-    then ``record`` is stored too."""
+def pause_mailbox(store: Store, mailbox: str, reason: str, record: EventRecord, *,
+                  kind: str | None = None) -> bool:
+    """Pause a mailbox (e.g. its credentials were refused: ``kind="auth"``). True if it was
+    not paused yet; then ``record`` is stored too."""
     with store.write() as conn:
         row = conn.execute(select(mailboxes.c.paused).where(mailboxes.c.name == mailbox)).first()
         if row is not None and row.paused:
             return False
         if row is None:
             conn.execute(insert(mailboxes).values(name=mailbox, paused=True,
-                                                  pause_reason=reason, last_uid=0))
+                                                  pause_reason=reason, pause_kind=kind,
+                                                  last_uid=0))
         else:
             conn.execute(update(mailboxes).where(mailboxes.c.name == mailbox)
-                         .values(paused=True, pause_reason=reason))
+                         .values(paused=True, pause_reason=reason, pause_kind=kind))
         stored_events.add(conn, record)
         return True
 
@@ -197,7 +199,7 @@ def unpause_mailboxes(store: Store) -> list[str]:
         names = list(conn.scalars(select(mailboxes.c.name).where(mailboxes.c.paused)))
         if names:
             conn.execute(update(mailboxes).where(mailboxes.c.name.in_(names))
-                         .values(paused=False, pause_reason=None))
+                         .values(paused=False, pause_reason=None, pause_kind=None))
     return names
 
 
@@ -206,5 +208,5 @@ def unpause_mailbox(store: Store, mailbox: str) -> bool:
     with store.write() as conn:
         done = conn.execute(update(mailboxes).where(mailboxes.c.name == mailbox,
                                                     mailboxes.c.paused)
-                            .values(paused=False, pause_reason=None))
+                            .values(paused=False, pause_reason=None, pause_kind=None))
         return bool(done.rowcount)

@@ -189,12 +189,28 @@ mailboxes = Table(
     Column("last_uid", Integer, nullable=False, default=0),
     Column("paused", Boolean, nullable=False, default=False),
     Column("pause_reason", Text),
+    Column("pause_kind", String(20)),  # "auth": its credentials or OAuth2 grant were refused
     Column("lease_owner", String(64)),
     Column("lease_until", UTCDateTime()),
     # min_spacing (store.limits): no send from this mailbox before next_send_at, unless
     # the claim holding the turn (send_holder) sends it
     Column("next_send_at", UTCDateTime()),
     Column("send_holder", String(32)),
+)
+
+# What each mailbox's inbox watcher last reported (store.health): written by the watcher
+# every few seconds and on every change of state, read by `status --mailboxes`.
+mailbox_health = Table(
+    "mailbox_health",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("state", String(20), nullable=False),  # mail.watching.Health.state
+    Column("since", UTCDateTime(), nullable=False),  # in this state since
+    Column("last_answer_at", UTCDateTime()),  # the server last answered anything
+    Column("last_error", Text),
+    Column("last_error_at", UTCDateTime()),
+    Column("cursor_lag", Integer),  # UIDs on the server past our cursor; None: unknown
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 # Each inbound message handled, once per mailbox, with what it proved and what it changed

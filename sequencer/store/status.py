@@ -4,11 +4,12 @@
 or SQLite's own row-at-a-time stepping, a page of ``PAGE`` at a time, and reads the send
 rows of each page by enrollment id (the ``(enrollment_id, step_index)`` index): memory
 stays flat whatever the table's size. ``summary`` is two grouped counts in the database.
+``mailbox_rows`` is each mailbox's health (``status --mailboxes``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,8 +18,11 @@ from sqlalchemy import Select, bindparam, func, select
 
 from sequencer.core.addresses import address_key
 from sequencer.core.machine import EnrollmentState, SendStatus
-from sequencer.store.db import Store
-from sequencer.store.schema import enrollments, inbound, sends
+from sequencer.mail.watching import HealthState
+from sequencer.store.db import AnyRow, Store
+from sequencer.store.health import STALE_AFTER_S
+from sequencer.store.limits import MailboxLimits, sends_today
+from sequencer.store.schema import enrollments, inbound, mailbox_health, mailboxes, sends
 
 PAGE = 1000
 
@@ -198,3 +202,114 @@ def summary(store: Store, *, sequence: str | None = None,
             step.name = step.name or r.name
             step.sends[r.status] = r.n
     return [found[name] for name in sorted(found)]
+
+
+# --- mailboxes (`status --mailboxes`) ----------------------------------------------------
+
+#: Shown states beyond the watcher's own (``mail.watching.HealthState``).
+PAUSED, AUTH_NEEDED, NOT_WATCHED, NO_REPORT, STALE, SILENT = (
+    "paused", "auth_needed", "not_watched", "no_report", "stale", "silent")
+_HEALTHY = {HealthState.WATCHING.value, NOT_WATCHED}
+
+
+@dataclass(frozen=True)
+class Watched:
+    """What `status --mailboxes` needs to know of one configured mailbox."""
+
+    limits: MailboxLimits
+    watched: bool  # it has an `imap:` or `inbox:`
+    #: A watching IMAP watcher whose server has not answered for this long is silent
+    #: (None: no server to answer, a Maildir).
+    silent_after_s: float | None = None
+
+
+@dataclass(frozen=True)
+class MailboxRow:
+    name: str
+    state: str
+    healthy: bool
+    detail: str | None  # why it is not healthy, in words
+    last_answer_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    cursor_lag: int | None
+    sends_today: int
+    daily_limit: int | None
+    reported_at: datetime | None
+    reported_state: str | None  # what the watcher itself last said
+    since: datetime | None = None  # in that state since (when the watcher said so)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mailbox": self.name, "state": self.state, "healthy": self.healthy,
+                "detail": self.detail, "last_answer_at": _iso(self.last_answer_at),
+                "last_error": self.last_error, "last_error_at": _iso(self.last_error_at),
+                "cursor_lag": self.cursor_lag, "sends_today": self.sends_today,
+                "daily_limit": self.daily_limit, "reported_at": _iso(self.reported_at),
+                "reported_state": self.reported_state, "since": _iso(self.since)}
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat().replace("+00:00", "Z") if at else None
+
+
+def ago(seconds: float) -> str:
+    """``45s``, ``2m``, ``3h``, ``2d``: how long, roughly (whole units, rounded down)."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= 2 * size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{max(0, int(seconds))}s"
+
+
+def judge(box: Watched, paused: AnyRow | None, report: AnyRow | None, now: datetime
+          ) -> tuple[str, str | None]:
+    """(state, detail) of one mailbox: a pause first, then what its watcher last reported,
+    unless that report is missing, stale, or says watching while the server is silent."""
+    if paused is not None and paused.paused:
+        state = AUTH_NEEDED if paused.pause_kind == "auth" else PAUSED
+        return state, paused.pause_reason or "paused by hand"
+    if not box.watched:
+        return NOT_WATCHED, None
+    if report is None:
+        return NO_REPORT, "no report yet: watcher not running?"
+    age = (now - report.updated_at).total_seconds()
+    if age > STALE_AFTER_S:
+        return STALE, f"no report for {ago(age)}: watcher not running?"
+    if report.state == HealthState.WATCHING.value and box.silent_after_s is not None:
+        since = report.last_answer_at or report.since
+        quiet = (now - since).total_seconds()
+        if quiet > box.silent_after_s:
+            return SILENT, f"no answer from the server for {ago(quiet)}"
+    if report.state in (HealthState.FAILING.value, HealthState.SILENT.value,
+                        HealthState.AUTH_NEEDED.value):
+        return report.state, report.last_error
+    if report.state == HealthState.STOPPED.value:
+        return report.state, "the watcher was stopped"
+    return report.state, None
+
+
+def mailbox_rows(store: Store, boxes: Mapping[str, Watched], now: datetime
+                 ) -> list[MailboxRow]:
+    """One row per mailbox in ``boxes`` (in that order): its state, its watcher's last
+    report and today's sends against ``daily_limit``, in three small queries and one count
+    per mailbox (the ``(mailbox, created_at)`` index)."""
+    names = list(boxes)
+    found: list[MailboxRow] = []
+    with store.read() as conn:
+        paused = {r.name: r for r in conn.execute(
+            select(mailboxes.c.name, mailboxes.c.paused, mailboxes.c.pause_reason,
+                   mailboxes.c.pause_kind).where(mailboxes.c.name.in_(names)))}
+        reports = {r.name: r for r in conn.execute(
+            select(mailbox_health).where(mailbox_health.c.name.in_(names)))}
+        for name, box in boxes.items():
+            report = reports.get(name)
+            state, detail = judge(box, paused.get(name), report, now)
+            found.append(MailboxRow(
+                name, state, state in _HEALTHY, detail,
+                report.last_answer_at if report else None,
+                report.last_error if report else None,
+                report.last_error_at if report else None,
+                report.cursor_lag if report else None,
+                sends_today(conn, name, box.limits, now), box.limits.daily,
+                report.updated_at if report else None, report.state if report else None,
+                report.since if report and report.state == state else None))
+    return found

@@ -249,7 +249,8 @@ async def _deliver(app: Workspace, job: Job, senders: Senders, path: SendPath,
             emit(rec)
         return
     except (AuthenticationError, TLSRequiredError) as err:
-        _pause_mailbox(app, job, str(err), base, senders.paused)
+        _pause_mailbox(app, job, str(err), base, senders.paused,
+                       auth=isinstance(err, AuthenticationError))
         return
     except PermanentDeliveryError as err:
         if err.ours and not err.recipient_rejected:
@@ -418,18 +419,20 @@ def _retry_or_fail(app: Workspace, job: Job, err: TransientDeliveryError,
 
 
 def _pause_mailbox(app: Workspace, job: Job, reason: str, base: _RecordFactory,
-                   paused: set[str]) -> None:
+                   paused: set[str], *, auth: bool) -> None:
     paused.add(job.mailbox)
     claims.release(app.store, job, app.clock())
-    pause_mailbox(app, job.mailbox, reason)
+    pause_mailbox(app, job.mailbox, reason, auth=auth)
 
 
-def pause_mailbox(app: Workspace, mailbox: str, reason: str) -> bool:
+def pause_mailbox(app: Workspace, mailbox: str, reason: str, *, auth: bool = False) -> bool:
     """Pause ``mailbox`` in the database with one ``paused`` event, the first time only
-    (every thread and process that sees the same failure calls this)."""
+    (every thread and process that sees the same failure calls this). ``auth``: its
+    credentials or OAuth2 grant were refused (``status --mailboxes``: auth needed)."""
     record = EventRecord(Event.PAUSED, app.clock(), mailbox=mailbox,
                          detail=f"mailbox paused until restart: {reason}")
-    if outcomes.pause_mailbox(app.store, mailbox, reason, record):
+    if outcomes.pause_mailbox(app.store, mailbox, reason, record,
+                              kind="auth" if auth else None):
         emit(record)
         return True
     return False

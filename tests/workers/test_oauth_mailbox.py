@@ -6,6 +6,7 @@ mailbox with one event and one token-endpoint call; no token in any output."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -150,8 +151,13 @@ def test_a_revoked_grant_pauses_the_mailbox_with_one_event_and_no_storm(
         wait_until(lambda: "mailbox paused" in wd.log(), 15, "the pause")
         time.sleep(3)  # fifteen scheduler ticks: time for a storm to show, if there were one
         status = wd.cli("status", check=True)
+        health = wd.cli("status", "--mailboxes", "--json", check=True)
     finally:
         assert terminate(proc) == 0
+    (sales,) = json.loads(health.stdout)
+    assert (sales["mailbox"], sales["state"], sales["healthy"]) == ("sales", "auth_needed", False)
+    assert "revoked or has expired" in sales["detail"]
+    assert sales["detail"].endswith("run `sequencer auth sales` again")
     engine = create_engine(f"sqlite:///{wd.path / 'sequencer.db'}")
     with engine.connect() as conn:
         paused = conn.execute(select(events.c.detail).where(events.c.event == "paused")).all()
@@ -161,7 +167,7 @@ def test_a_revoked_grant_pauses_the_mailbox_with_one_event_and_no_storm(
     assert oauth_provider.token_hits() - before == 1, "one refresh attempt, then silence"
     assert oauth_smtp_server.deliveries == [] and oauth_smtp_server.auth_attempts == []
     assert not [line for line in oauth_dovecot.connections() if "Login" in line]
-    assert_no_token(oauth_provider, wd.log(), status.stdout, status.stderr)
+    assert_no_token(oauth_provider, wd.log(), status.stdout, status.stderr, health.stdout)
 
     # `sequencer auth` again lifts the pause, and the next run sends
     again = authorize(wd)

@@ -32,6 +32,7 @@ from sequencer.mail.imap.protocol import (
     expect_ok,
     parse_fetch,
     parse_search,
+    parse_uidnext,
     parse_uidvalidity,
     uid_set,
 )
@@ -91,8 +92,11 @@ class Connection:
         timeout_s: float,
         ssl_context: ssl.SSLContext | None,
         stop: asyncio.Event,
+        on_answer: Callable[[], None] | None = None,
     ) -> None:
         self._account = account
+        #: Called each time the server answered (a command's response, an IDLE push).
+        self._on_answer = on_answer
         self._timeout_s = timeout_s
         self._ssl_context = ssl_context
         self._stop = stop
@@ -103,6 +107,8 @@ class Connection:
         #: The message count as last announced by the server (``* N EXISTS``, less one per
         #: ``* N EXPUNGE``); -1 before the first announcement.
         self.exists = -1
+        #: The UIDNEXT the last SELECT announced (None: not announced).
+        self.uidnext: int | None = None
 
     @property
     def client(self) -> Client:
@@ -143,7 +149,9 @@ class Connection:
             lost.cancel()
             stopped.cancel()
         if task in done:
-            return task.result()
+            result = task.result()
+            self._answered()
+            return result
         task.cancel()
         if lost in done:
             raise ConnectionError(f"connection lost during {what}")
@@ -151,6 +159,10 @@ class Connection:
             self.interrupted = True
             raise Stopped(what)
         raise TimeoutError(f"no answer to {what} within {self._timeout_s:g}s")
+
+    def _answered(self) -> None:
+        if self._on_answer is not None:
+            self._on_answer()
 
     async def open(self) -> None:
         """Connect, read the greeting and log in."""
@@ -202,7 +214,9 @@ class Connection:
     async def select(self, folder: str) -> int:
         """SELECT the folder and return its UIDVALIDITY."""
         response = await self.bounded(self.client.select(aioimaplib.quoted(folder)), "SELECT")
-        return parse_uidvalidity(expect_ok(response, f"SELECT {folder}"))
+        lines = expect_ok(response, f"SELECT {folder}")
+        self.uidnext = parse_uidnext(lines)
+        return parse_uidvalidity(lines)
 
     async def search_after(self, last_uid: int) -> list[int]:
         """UIDs above ``last_uid``, ascending."""
@@ -256,6 +270,7 @@ class Connection:
                 lines = push.result()
                 if lines == aioimaplib.STOP_WAIT_SERVER_PUSH:
                     return IdleOutcome.REFRESH
+                self._answered()
                 _raise_on_server_error(lines)
                 if any(b"EXISTS" in line for line in lines):
                     return IdleOutcome.NEW_MAIL

@@ -44,6 +44,7 @@ _UID = re.compile(rb"\bUID (\d+)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 _LITERAL_ITEM = re.compile(rb"(BODY\[[^\]]*\])(?:<\d+>)? \{\d+\}$")
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
+_UIDNEXT = re.compile(rb"\[UIDNEXT (\d+)\]")
 
 
 class _DropLoginLines(logging.Filter):
@@ -153,6 +154,16 @@ def parse_uidvalidity(lines: Sequence[bytes | bytearray]) -> int:
         if found:
             return int(found.group(1))
     raise WatcherError("the server sent no UIDVALIDITY in its SELECT response")
+
+
+def parse_uidnext(lines: Sequence[bytes | bytearray]) -> int | None:
+    """The UIDNEXT a SELECT response announced, if it did (RFC 3501 requires it, but
+    not every server sends it)."""
+    for line in lines:
+        found = _UIDNEXT.search(bytes(line))
+        if found:
+            return int(found.group(1))
+    return None
 
 
 def uid_set(uids: Sequence[int]) -> str:

@@ -25,17 +25,23 @@ How it stays correct with aioimaplib 2.0.3 and real servers:
   bounded (``connection.Connection``).
 * On any error the connection is aborted and re-opened with capped exponential backoff
   and jitter; the catch-up by UID then finds whatever arrived meanwhile.
+* ``health()`` tells how it is doing (``mail.watching.Health``): when the server last
+  answered anything, the last error, how far the cursor is behind. A server that stops
+  answering (a half-open connection) is ``silent`` once a wait on it times out: at the
+  latest ``idle_s + timeout_s`` after its last answer, at the end of an IDLE.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import random
 import ssl
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 
 from aioimaplib import aioimaplib
 
@@ -48,6 +54,8 @@ from sequencer.mail.watching import (
     Cursor,
     CursorStore,
     Handler,
+    Health,
+    HealthState,
     Inbound,
 )
 
@@ -117,6 +125,7 @@ class ImapWatcher:
         poll_s: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
         on_auth_failure: Callable[[str], object] | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         if chunk < 1 or max_bytes < 1 or idle_s <= 0 or timeout_s <= 0:
             raise InvalidArgument("chunk, max_bytes, idle_s and timeout_s must be positive")
@@ -141,6 +150,10 @@ class ImapWatcher:
         self._state = WatcherState.STARTING
         self._on_auth_failure = on_auth_failure
         self._auth_failure: str | None = None
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._health = Health(HealthState.CONNECTING, self._clock())
+        self._top_uid: int | None = None  # the highest UID known on the server
+        self._last_uid: int | None = None  # the cursor's
 
     @property
     def state(self) -> WatcherState:
@@ -149,13 +162,37 @@ class ImapWatcher:
     def _entered_idle(self) -> None:
         self._state = WatcherState.IDLE
 
+    def health(self) -> Health:
+        """How the watcher is doing now (cheap: no I/O)."""
+        lag = None
+        if self._top_uid is not None and self._last_uid is not None:
+            lag = max(0, self._top_uid - self._last_uid)
+        return dataclasses.replace(self._health, cursor_lag=lag)
+
+    def _become(self, state: HealthState, error: str | None = None) -> None:
+        now = self._clock()
+        health = self._health
+        if state is not health.state:
+            health = dataclasses.replace(health, state=state, since=now)
+        if error is not None:
+            health = dataclasses.replace(health, last_error=error, last_error_at=now)
+        self._health = health
+
+    def _answered(self) -> None:
+        self._health = dataclasses.replace(self._health, last_answer_at=self._clock())
+
+    def _save(self, cursor: Cursor) -> None:
+        self._cursors.save(self._name, cursor)
+        self._last_uid = cursor.last_uid
+
     def __repr__(self) -> str:
         return f"ImapWatcher(name={self._name!r}, account={self._account!r})"
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until ``stop`` is set; reconnects on every failure, never raises for one."""
         while not stop.is_set():
-            connection = Connection(self._account, self._timeout_s, self._ssl_context, stop)
+            connection = Connection(self._account, self._timeout_s, self._ssl_context, stop,
+                                    on_answer=self._answered)
             delay = 0.0
             self._state = WatcherState.CONNECTING
             try:
@@ -165,10 +202,13 @@ class ImapWatcher:
             except AuthenticationError as err:  # a person must act: slow, quiet retries
                 self._failures += 1
                 delay = self._backoff_max_s
+                self._become(HealthState.AUTH_NEEDED, self._reason(err))
                 self._refused(err, delay)
             except Exception as err:  # every failure means: drop the connection, retry
                 self._failures += 1
                 delay = self._backoff()
+                self._become(HealthState.SILENT if isinstance(err, TimeoutError)
+                             else HealthState.FAILING, self._reason(err))
                 self._log_failure(err, delay)
             finally:
                 await connection.close(polite=stop.is_set())
@@ -177,6 +217,7 @@ class ImapWatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
         self._state = WatcherState.STOPPED
+        self._become(HealthState.STOPPED)
         logger.info("imap %s: watcher stopped", self._name)
 
     def _backoff(self) -> float:
@@ -196,10 +237,16 @@ class ImapWatcher:
         if self._on_auth_failure is not None:
             self._on_auth_failure(reason)
 
-    def _log_failure(self, err: Exception, delay: float) -> None:
+    def _reason(self, err: Exception) -> str:
         reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         for secret in {self._account.password, aioimaplib.quoted(self._account.password)}:
             reason = reason.replace(secret, "***") if secret else reason
+        return reason
+
+    def _log_failure(self, err: Exception, delay: float) -> None:
+        reason = self._reason(err)
+        if isinstance(err, TimeoutError):
+            reason += " (the server went silent)"
         level = (logging.ERROR if isinstance(err, WatcherError | AuthenticationError)
                  else logging.WARNING)
         logger.log(level, "imap %s: %s; reconnecting in %.1fs", self._name, reason, delay)
@@ -218,6 +265,8 @@ class ImapWatcher:
             uidvalidity,
         )
         cursor = self._reconcile(uidvalidity)
+        self._top_uid = None if connection.uidnext is None else connection.uidnext - 1
+        self._become(HealthState.WATCHING)
         while not stop.is_set():
             self._state = WatcherState.CATCHING_UP
             cursor = await self._catch_up(connection, cursor, stop)
@@ -234,6 +283,7 @@ class ImapWatcher:
 
     def _reconcile(self, uidvalidity: int) -> Cursor:
         cursor = self._cursors.load(self._name)
+        self._last_uid = cursor.last_uid
         if cursor.uidvalidity == uidvalidity:
             return cursor
         if cursor.uidvalidity is not None:
@@ -247,7 +297,7 @@ class ImapWatcher:
             cursor = Cursor(uidvalidity=uidvalidity, last_uid=0)
         else:
             cursor = Cursor(uidvalidity=uidvalidity, last_uid=cursor.last_uid)
-        self._cursors.save(self._name, cursor)
+        self._save(cursor)
         return cursor
 
     async def _catch_up(
@@ -256,6 +306,7 @@ class ImapWatcher:
         while not stop.is_set():
             known = connection.exists
             uids = await connection.search_after(cursor.last_uid)
+            self._top_uid = uids[-1] if uids else cursor.last_uid
             if not uids:
                 if connection.exists > known >= 0:
                     logger.debug("imap %s: new mail announced during SEARCH; searching again",
@@ -289,11 +340,11 @@ class ImapWatcher:
                 else:
                     await self._hand_over(Inbound(uid=uid, raw=raw, truncated=truncated))
                 cursor = Cursor(uidvalidity=cursor.uidvalidity, last_uid=uid)
-                self._cursors.save(self._name, cursor)
+                self._save(cursor)
         last = uids[-1]
         if last > cursor.last_uid:  # the tail of the chunk was expunged meanwhile
             cursor = Cursor(uidvalidity=cursor.uidvalidity, last_uid=last)
-            self._cursors.save(self._name, cursor)
+            self._save(cursor)
         return cursor
 
     async def _fetch_batch(
