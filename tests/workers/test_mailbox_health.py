@@ -87,6 +87,7 @@ def test_a_healthy_watcher_shows_its_last_answer_cursor_lag_and_sends_today(
     assert len(smtp_server.deliveries) == row["sends_today"] == 2
     assert row["daily_limit"] == 40
     assert datetime.now(UTC) - at(row["last_answer_at"]) < timedelta(seconds=60)
+    print(text)
     header, line = text.splitlines()
     assert header.split() == ["mailbox", "state", "last", "answer", "cursor", "lag", "sent",
                               "today", "detail"]
