@@ -29,9 +29,11 @@ T0 = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 IMAP = Watched(MailboxLimits(daily=50), watched=True, silent_after_s=60.0)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    made = Store(f"sqlite:///{tmp_path / 'health.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    url = (f"sqlite:///{tmp_path / 'health.db'}" if request.param == "sqlite"
+           else request.getfixturevalue("pg_database_url"))
+    made = Store(url)
     made.create()
     yield made  # type: ignore[misc]
     made.dispose()
