@@ -26,7 +26,7 @@ from sequencer.store import limits as mailbox_limits
 from sequencer.store import pacing
 from sequencer.store.db import AnyRow, Store
 from sequencer.store.halting import drop_unsent
-from sequencer.store.schema import enrollments, mailboxes, sends, suppressions
+from sequencer.store.schema import OPEN_SEND, enrollments, mailboxes, sends, suppressions
 
 ACTIVE = EnrollmentState.ACTIVE.value
 # The hot-path statements are built once, with bind parameters: building a Core statement
@@ -79,6 +79,7 @@ _CANDIDATES_COLUMNS = (
     enrollments.c.email, enrollments.c.timezone, enrollments.c.vars, enrollments.c.attempts,
     enrollments.c.follow_up_by, sends.c.id.label("send_id"), sends.c.status.label("send_status"),
     sends.c.data_at, sends.c.message_id, sends.c.attempts.label("send_attempts"),
+    suppressions.c.reason.label("suppressed"),
 )
 _CLAIM_MANY = (
     update(enrollments).where(enrollments.c.id == bindparam("eid"))
@@ -113,9 +114,10 @@ def claim_due(
 
     Returns the jobs to dispatch (everything their sender needs) and the events of steps
     found ``unknown`` or failed on the way. ``step_name(sequence, index)`` is None when the
-    sequence or step no longer exists. Paused mailboxes, mailboxes at a limit
-    (``store.limits``: daily, hourly, or a spaced mailbox whose turn is taken) and
-    suppressed addresses are left out in SQL, so they never starve the others. ``hold`` may
+    sequence or step no longer exists. Paused mailboxes and mailboxes at a limit
+    (``store.limits``: daily, hourly, or a spaced mailbox whose turn is taken) are left out
+    in SQL, so they never starve the others; a due enrollment of a suppressed address is
+    ``stopped`` there and then (``_stop_suppressed``), so it leaves the due set. ``hold`` may
     hold a due step back (pacing, its window, a holiday): it is then due again later and a
     ``deferred`` event says why (see ``store.pacing``).
 
@@ -133,11 +135,11 @@ def claim_due(
         candidates = select(*_CANDIDATES_COLUMNS).select_from(
             enrollments.outerjoin(sends, and_(sends.c.enrollment_id == enrollments.c.id,
                                               sends.c.step_index == enrollments.c.step_index))
+            .outerjoin(suppressions, suppressions.c.email_key == enrollments.c.email_key)
         ).where(
             enrollments.c.state == ACTIVE,
             enrollments.c.next_due <= now,
             or_(enrollments.c.lease_until.is_(None), enrollments.c.lease_until < now),
-            ~exists().where(suppressions.c.email_key == enrollments.c.email_key),
         ).order_by(enrollments.c.next_due, enrollments.c.id).limit(limit)
         if closed:
             candidates = candidates.where(enrollments.c.mailbox.not_in(sorted(closed)))
@@ -147,6 +149,9 @@ def claim_due(
         emails: set[str] = set()
         jobs: list[Job] = []
         for row in conn.execute(candidates).all():
+            if row.suppressed is not None:
+                records.append(_stop_suppressed(conn, row, now))
+                continue
             existing = row.send_id is not None
             if not budget.allows(row.mailbox, new=not existing):
                 continue
@@ -230,21 +235,16 @@ _ORPHANS = (
     select(sends.c.id, sends.c.message_id, sends.c.step_name, enrollments.c.id.label("eid"),
            enrollments.c.email, enrollments.c.mailbox, enrollments.c.sequence)
     .join(enrollments, enrollments.c.id == sends.c.enrollment_id)
-    .where(sends.c.status == SendStatus.CLAIMED.value, sends.c.data_at.is_not(None),
+    .where(OPEN_SEND, sends.c.data_at.is_not(None),
            sends.c.data_at < bindparam("stale"), enrollments.c.state != ACTIVE)
 )
-_SUPPRESSED_ACTIVE = (
-    select(enrollments.c.id, enrollments.c.email, enrollments.c.mailbox,
-           enrollments.c.sequence, suppressions.c.reason)
-    .join(suppressions, suppressions.c.email_key == enrollments.c.email_key)
-    .where(enrollments.c.state == ACTIVE)
-)
-
-
 def _sweep(conn: Connection, now: datetime, lease: timedelta) -> list[EventRecord]:
     """Finish what nobody else will: a step past the gate whose sender died after its
-    enrollment left ``active`` (``unknown``), and active enrollments of an address
-    suppressed since (``stopped``)."""
+    enrollment left ``active`` (``unknown``).
+
+    Suppressed addresses are not swept here: adding a suppression halts that address's
+    enrollments in its own transaction (``store.halting``, ``store.control``), so a tick
+    never walks the active rows looking for them (244 ms a tick at 1M on SQLite)."""
     records: list[EventRecord] = []
     detail = "DATA went out but no reply was recorded; not resent"
     for row in conn.execute(_ORPHANS, {"stale": now - lease}).all():
@@ -254,16 +254,24 @@ def _sweep(conn: Connection, now: datetime, lease: timedelta) -> list[EventRecor
                                    sequence=row.sequence, step=row.step_name,
                                    message_id=row.message_id, detail=detail,
                                    enrollment_id=row.eid))
-    for sup in conn.execute(_SUPPRESSED_ACTIVE).all():
-        conn.execute(update(enrollments).where(enrollments.c.id == sup.id).values(
-            state=EnrollmentState.STOPPED.value, next_due=None, claim_token=None,
-            lease_until=None, updated_at=now))
-        drop_unsent(conn, sup.id)
-        records.append(EventRecord(Event.STOPPED, now, email=sup.email, mailbox=sup.mailbox,
-                                   sequence=sup.sequence,
-                                   detail=f"address suppressed: {sup.reason}",
-                                   enrollment_id=sup.id))
     return records
+
+
+def _stop_suppressed(conn: Connection, row: AnyRow, now: datetime) -> EventRecord:
+    """A due enrollment of a suppressed address: ``stopped``, never sent.
+
+    Adding a suppression halts the address's enrollments at once, so this only finds one
+    that escaped it (on PostgreSQL an import racing the suppression, each not seeing the
+    other's uncommitted row; or rows from before this rule). It costs nothing per tick:
+    only due rows are read, and the gate would refuse the send anyway.
+    """
+    conn.execute(update(enrollments).where(enrollments.c.id == row.id).values(
+        state=EnrollmentState.STOPPED.value, next_due=None, claim_token=None,
+        lease_until=None, updated_at=now))
+    drop_unsent(conn, row.id)
+    return EventRecord(Event.STOPPED, now, email=row.email, mailbox=row.mailbox,
+                       sequence=row.sequence, detail=f"address suppressed: {row.suppressed}",
+                       enrollment_id=row.id)
 
 
 def _mark_unknown(conn: Connection, row: AnyRow, step: str | None,

@@ -99,7 +99,7 @@ class Store:
             self.reader.dispose()
 
 
-HEAD = "0007"
+HEAD = "0008"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    literal_column,
 )
 from sqlalchemy.engine import Dialect
 
@@ -104,6 +105,10 @@ sends = Table(
     UniqueConstraint("enrollment_id", "step_index", name="uq_send_enrollment_step"),
 )
 Index("ix_sends_mailbox_created", sends.c.mailbox, sends.c.created_at)
+# The open sends (the sweep's orphans): partial, so a finished send leaves it. A query
+# uses it only when it says ``status = 'claimed'`` as a literal (``OPEN_SEND``).
+OPEN_SEND = sends.c.status == literal_column("'claimed'")
+Index("ix_sends_open", sends.c.data_at, sqlite_where=OPEN_SEND, postgresql_where=OPEN_SEND)
 
 events = Table(
     "events",
