@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from sequencer.core.machine import EnrollmentState, Event, SendStatus
@@ -141,12 +141,16 @@ def enroll(
         assign = assigner(conn, sequence.name, mailboxes or (sequence.mailbox,),
                           sequence.assign)
         batch: list[Prospect | Rejected] = []
+        planned = conn.dialect.name == "sqlite"
         for row in rows:
             batch.append(row)
             if len(batch) >= BATCH:
                 yield from _enroll_batch(conn, sequence, batch, now, first_due,
                                          default_timezone, assign, rules)
                 batch = []
+                if not planned:
+                    _analyze_if_unknown(conn)
+                    planned = True
         if batch:
             yield from _enroll_batch(conn, sequence, batch, now, first_due, default_timezone,
                                      assign, rules)
@@ -214,6 +218,27 @@ def _enroll_batch(
         "e_at": now, "e_event": Event.ENROLLED.value, "e_sequence": name,
     }, [(v[0], v[6]) for v in values])
     return results
+
+
+# Tables PostgreSQL has never analyzed (``reltuples`` -1): a fresh database, or one whose
+# first import is still in progress (autovacuum only sees committed rows).
+_UNANALYZED = text(
+    "SELECT relname FROM pg_class WHERE relname IN ('prospects', 'enrollments', "
+    "'suppressions') AND relkind = 'r' AND relnamespace = to_regnamespace(current_schema()) "
+    "AND reltuples < 0 ORDER BY relname")
+
+
+def _analyze_if_unknown(conn: Connection) -> None:
+    """On a PostgreSQL with no statistics for these tables, ``ANALYZE`` them once, inside
+    the import's transaction (it counts the rows the import inserted so far).
+
+    Without statistics the planner guesses that ``email_key IN (2,000 keys)`` matches most
+    of the table and reads a whole index for every batch, so a 100k import took 227 s;
+    once it knows ``email_key`` is nearly unique each batch is 2,000 index lookups, and
+    the import stays linear.
+    """
+    for name in conn.scalars(_UNANALYZED).all():
+        conn.exec_driver_sql(f'ANALYZE "{name}"')
 
 
 def _busy(others: list[Current], max_active: int) -> str:
