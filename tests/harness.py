@@ -31,6 +31,7 @@ class Engine:
     ``deliver``)."""
 
     def __init__(self, wd: Workdir, clock: Clock | None = None) -> None:
+        self.wd = wd
         self.clock = clock or Clock()
         self.app = Workspace.from_settings(load_settings(wd.config, env=wd.env), clock=self.clock)
         self.claims: list[Job] = []

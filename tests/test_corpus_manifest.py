@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.corpus import BOUNCES, CORPUS, KINDS, MANIFEST, SETS, ManifestError, load
+from tests.corpus import BOUNCES, CORPUS, KINDS, MANIFEST, SETS, Labelled, ManifestError, load
 
 LICENSES = CORPUS / "LICENSES"
 
 
 @pytest.fixture(scope="module")
-def rows():
+def rows() -> tuple[Labelled, ...]:
     return load()
 
 
@@ -24,7 +24,8 @@ def licence_index() -> dict[str, tuple[str, Path]]:
         return {r["source"]: (r["licence"], LICENSES / r["file"]) for r in csv.DictReader(handle)}
 
 
-def test_every_listed_file_exists_and_every_message_file_is_listed(rows):
+def test_every_listed_file_exists_and_every_message_file_is_listed(
+        rows: tuple[Labelled, ...]) -> None:
     listed = {row.name for row in rows}
     assert all(row.path.is_file() for row in rows)
     on_disk = {str(p.relative_to(CORPUS)) for p in CORPUS.rglob("*")
@@ -33,14 +34,14 @@ def test_every_listed_file_exists_and_every_message_file_is_listed(rows):
     assert on_disk - listed == set()
 
 
-def test_kinds_bounces_and_sets_are_from_the_allowed_sets(rows):
+def test_kinds_bounces_and_sets_are_from_the_allowed_sets(rows: tuple[Labelled, ...]) -> None:
     assert {row.kind for row in rows} <= KINDS
     assert {row.bounce for row in rows} <= BOUNCES
     assert {row.set for row in rows} <= SETS
     assert all(bool(row.bounce) == (row.kind == "bounce") for row in rows)
 
 
-def test_every_source_has_its_licence_in_the_licenses_folder(rows):
+def test_every_source_has_its_licence_in_the_licenses_folder(rows: tuple[Labelled, ...]) -> None:
     index = licence_index()
     for row in rows:
         prefix = max((s for s in index if row.source.startswith(s)), key=len, default=None)
@@ -50,19 +51,21 @@ def test_every_source_has_its_licence_in_the_licenses_folder(rows):
         assert text.is_file(), f"{text} is missing"
 
 
-def test_every_bounce_names_where_its_hard_or_soft_label_comes_from(rows):
+def test_every_bounce_names_where_its_hard_or_soft_label_comes_from(
+        rows: tuple[Labelled, ...]) -> None:
     bounces = [row for row in rows if row.kind == "bounce"]
     assert len(bounces) > 300
     assert all(row.reference and row.cause for row in bounces)
     assert Counter(row.bounce for row in bounces).keys() == {"hard", "soft"}
 
 
-def test_every_kind_is_present_in_both_sets(rows):
+def test_every_kind_is_present_in_both_sets(rows: tuple[Labelled, ...]) -> None:
     for name in SETS:
         assert {row.kind for row in rows if row.set == name} == KINDS, name
 
 
-def test_every_kind_of_automatic_mail_the_classifier_must_know_is_present(rows):
+def test_every_kind_of_automatic_mail_the_classifier_must_know_is_present(
+        rows: tuple[Labelled, ...]) -> None:
     subkinds = {(row.kind, row.subkind) for row in rows}
     assert subkinds >= {
         ("auto_reply", "out_of_office"), ("auto_reply", "mdn"),
@@ -75,13 +78,15 @@ def test_every_kind_of_automatic_mail_the_classifier_must_know_is_present(rows):
     assert any("lotus_notes_auto" in row.tags for row in rows)
 
 
-def test_out_of_office_replies_come_in_at_least_20_languages_in_each_set(rows):
+def test_out_of_office_replies_come_in_at_least_20_languages_in_each_set(
+        rows: tuple[Labelled, ...]) -> None:
     ooo = [row for row in rows if row.subkind == "out_of_office"]
     for name in SETS:
         assert len({row.language for row in ooo if row.set == name}) >= 20, name
 
 
-def test_an_out_of_office_is_tagged_no_rfc3834_exactly_when_it_has_no_rfc3834_header(rows):
+def test_an_out_of_office_is_tagged_no_rfc3834_exactly_when_it_has_no_rfc3834_header(
+        rows: tuple[Labelled, ...]) -> None:
     marks = ("auto-submitted", "x-autoreply", "x-autorespond", "precedence")
     for row in rows:
         if row.subkind != "out_of_office":
@@ -93,17 +98,17 @@ def test_an_out_of_office_is_tagged_no_rfc3834_exactly_when_it_has_no_rfc3834_he
     assert len(without) >= 20
 
 
-def test_human_replies_come_from_the_major_clients(rows):
+def test_human_replies_come_from_the_major_clients(rows: tuple[Labelled, ...]) -> None:
     clients = {row.client for row in rows if row.kind == "reply"}
     assert clients >= {"gmail", "outlook", "apple_mail", "thunderbird", "ios_mail", "android_gmail"}
 
 
-def test_the_holdout_is_at_least_a_quarter_of_the_corpus(rows):
+def test_the_holdout_is_at_least_a_quarter_of_the_corpus(rows: tuple[Labelled, ...]) -> None:
     counts = Counter(row.set for row in rows)
     assert counts["holdout"] * 4 >= len(rows), counts
 
 
-def test_a_broken_manifest_is_refused_with_file_line_and_reason(tmp_path):
+def test_a_broken_manifest_is_refused_with_file_line_and_reason(tmp_path: Path) -> None:
     text = MANIFEST.read_text(encoding="utf-8").splitlines()
     header, first = text[0], text[1]
     (tmp_path / "sisimai").mkdir()
@@ -119,7 +124,7 @@ def test_a_broken_manifest_is_refused_with_file_line_and_reason(tmp_path):
     assert "later" in caught.value.reason
 
 
-def test_a_manifest_row_naming_a_missing_file_is_refused(tmp_path):
+def test_a_manifest_row_naming_a_missing_file_is_refused(tmp_path: Path) -> None:
     text = MANIFEST.read_text(encoding="utf-8").splitlines()
     broken = tmp_path / "labels.csv"
     broken.write_text(f"{text[0]}\n{text[1]}\n", encoding="utf-8")

@@ -32,7 +32,7 @@ from sequencer.mail.watching import Inbound
 from sequencer.store.schema import enrollments, events, inbound, suppressions
 from sequencer.usecases import receiving
 from sequencer.usecases.importing import run_enroll
-from tests.fixtures.smtp import Delivery, free_port
+from tests.fixtures.smtp import Delivery, SmtpServer, free_port
 from tests.harness import Engine
 from tests.workdir import THREE_STEPS, Workdir, make_workdir, prospects_csv, wait_until
 
@@ -161,7 +161,7 @@ def make_site(tmp_path: Path, smtp_port: int, policy_line: str = "list_unsubscri
 
 
 @pytest.fixture
-def site(tmp_path: Path, smtp_server) -> Iterator[Site]:  # type: ignore[no-untyped-def]
+def site(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[Site]:
     yield from make_site(tmp_path, smtp_server.port)
 
 
@@ -170,7 +170,7 @@ def by_rcpt(deliveries: list[Delivery], email: str) -> list[Delivery]:
 
 
 def test_the_link_in_the_delivered_email_posted_halts_and_suppresses_before_the_next_step(
-    site: Site, smtp_server
+    site: Site, smtp_server: SmtpServer
 ) -> None:
     assert site.engine.step() == 2
     ann = by_rcpt(smtp_server.wait_for(2), "ann@example.com")[0]
@@ -196,7 +196,7 @@ def test_the_link_in_the_delivered_email_posted_halts_and_suppresses_before_the_
 
 
 def test_every_email_carries_both_headers_and_its_own_link_in_the_body(
-    site: Site, smtp_server
+    site: Site, smtp_server: SmtpServer
 ) -> None:
     for _ in range(3):
         site.engine.step()
@@ -223,7 +223,7 @@ def test_every_email_carries_both_headers_and_its_own_link_in_the_body(
 
 
 def test_get_shows_a_button_and_never_unsubscribes_then_the_button_does(
-    site: Site, smtp_server
+    site: Site, smtp_server: SmtpServer
 ) -> None:
     site.engine.step()
     url = web_link(by_rcpt(smtp_server.wait_for(2), "bo@example.com")[0])
@@ -252,7 +252,7 @@ def test_get_shows_a_button_and_never_unsubscribes_then_the_button_does(
 
 
 def test_forged_altered_and_swapped_tokens_get_404_and_change_nothing(
-    site: Site, smtp_server
+    site: Site, smtp_server: SmtpServer
 ) -> None:
     site.engine.step()
     deliveries = smtp_server.wait_for(2)
@@ -291,7 +291,7 @@ def test_forged_altered_and_swapped_tokens_get_404_and_change_nothing(
 
 
 def test_a_replayed_post_is_answered_as_done_and_changes_nothing(
-    site: Site, smtp_server
+    site: Site, smtp_server: SmtpServer
 ) -> None:
     site.engine.step()
     url = web_link(by_rcpt(smtp_server.wait_for(2), "ann@example.com")[0])
@@ -307,7 +307,7 @@ def test_a_replayed_post_is_answered_as_done_and_changes_nothing(
 
 
 def test_a_post_without_the_one_click_body_is_refused_and_multipart_is_accepted(
-    site: Site, smtp_server
+    site: Site, smtp_server: SmtpServer
 ) -> None:
     site.engine.step()
     url = web_link(by_rcpt(smtp_server.wait_for(2), "ann@example.com")[0])
@@ -329,7 +329,7 @@ def test_a_post_without_the_one_click_body_is_refused_and_multipart_is_accepted(
 
 @pytest.mark.parametrize("policy_line", ["list_unsubscribe: never\n", ""])
 def test_without_list_headers_the_body_link_and_a_stop_reply_still_unsubscribe(
-    tmp_path: Path, smtp_server, policy_line: str
+    tmp_path: Path, smtp_server: SmtpServer, policy_line: str
 ) -> None:
     # "" is the default, auto: 200 a day from one mailbox is far from a bulk sender.
     for site in make_site(tmp_path, smtp_server.port, policy_line):
@@ -352,7 +352,7 @@ def test_without_list_headers_the_body_link_and_a_stop_reply_still_unsubscribe(
         assert site.suppressed() == {"ann@example.com", "bo@example.com"}
 
 
-def test_serve_needs_an_unsubscribe_url(tmp_path: Path, smtp_server) -> None:
+def test_serve_needs_an_unsubscribe_url(tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port)
     result = wd.cli("serve", "--port", str(free_port()))
     assert result.returncode == 1

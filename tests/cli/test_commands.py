@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.fixtures.smtp import SmtpServer
 from tests.workdir import REPO, make_workdir, prospects_csv
 
 CORPUS = REPO / "tests" / "data" / "corpus" / "sisimai"
@@ -103,7 +104,7 @@ def test_classify_reads_a_3_gb_file_within_the_watchers_budget_and_says_so(
 
 
 def test_preview_renders_every_step_for_an_enrolled_prospect(tmp_path: Path,
-                                                            smtp_server) -> None:
+                                                            smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port)
     wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com"])), check=True)
     out = wd.cli("preview", "three", "--email", "ann@example.com", check=True).stdout
@@ -114,7 +115,7 @@ def test_preview_renders_every_step_for_an_enrolled_prospect(tmp_path: Path,
     assert missing.returncode == 1 and "not enrolled" in missing.stderr
 
 
-def test_pause_resume_stop_and_suppress_by_hand(tmp_path: Path, smtp_server) -> None:
+def test_pause_resume_stop_and_suppress_by_hand(tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port)
     wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com", "bo@example.com"])),
            check=True)

@@ -7,15 +7,16 @@ import re
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from tests.workdir import make_workdir, prospects_csv, terminate, wait_until
+from tests.fixtures.smtp import SmtpServer
+from tests.workdir import Workdir, make_workdir, prospects_csv, terminate, wait_until
 
 
-def enrolled(wd) -> list[str]:  # type: ignore[no-untyped-def]
+def enrolled(wd: Workdir) -> list[str]:
     return sorted(s["email"] for s in wd.status())
 
 
 def test_x1_x2_header_injection_and_multi_address_rows_are_rejected_with_their_line(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, sequence="name: three\nmailbox: sales\n"
                       "steps:\n  - {name: hello, template: thank_you, wait: 0s}\n")
     csv = wd.write("prospects.csv",
@@ -46,12 +47,13 @@ def test_x1_x2_header_injection_and_multi_address_rows_are_rejected_with_their_l
     (delivery,) = smtp_server.deliveries
     assert delivery.rcpt_tos == ["cy@example.com"]
     msg = message_from_bytes(delivery.raw, policy=policy.default)
-    assert msg.get_all("To") == ["Cy <cy@example.com>"] or len(msg.get_all("To")) == 1
+    to = msg.get_all("To")
+    assert to is not None and (to == ["Cy <cy@example.com>"] or len(to) == 1)
     assert msg["Bcc"] is None and msg["Cc"] is None
 
 
 def test_x3_a_template_that_escapes_the_sandbox_is_refused_at_validate_and_enroll(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port)
     wd.write("templates/reminder.txt.j2",
              "Subject: hi\n\n{{ first_name }}\n{{ ''.__class__.__mro__[1].__subclasses__() }}\n")
@@ -64,7 +66,7 @@ def test_x3_a_template_that_escapes_the_sandbox_is_refused_at_validate_and_enrol
     assert enrolled(wd) == []
 
 
-def test_x3_a_huge_loop_is_refused_quickly(tmp_path: Path, smtp_server) -> None:
+def test_x3_a_huge_loop_is_refused_quickly(tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port)
     wd.write("templates/new_info.txt.j2",
              "Subject: hi\n\n{% for i in range(100000) %}{% for j in range(100000) %}x"
@@ -75,7 +77,7 @@ def test_x3_a_huge_loop_is_refused_quickly(tmp_path: Path, smtp_server) -> None:
 
 
 def test_x4_a_variable_the_csv_lacks_is_refused_at_enroll_with_its_name(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port)
     wd.write("templates/reminder.txt.j2", "Subject: hi\n\nHow is {{ industry }} going?\n")
     assert wd.cli("validate").returncode == 0  # the template itself is fine
@@ -86,7 +88,7 @@ def test_x4_a_variable_the_csv_lacks_is_refused_at_enroll_with_its_name(
 
 
 def test_x4_an_empty_value_without_a_default_rejects_that_row(tmp_path: Path,
-                                                              smtp_server) -> None:
+                                                              smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port)
     csv = wd.write("prospects.csv", "email,first_name\nann@example.com,Ann\nbo@example.com,\n")
     result = wd.cli("enroll", "three", str(csv))
@@ -95,7 +97,7 @@ def test_x4_an_empty_value_without_a_default_rejects_that_row(tmp_path: Path,
 
 
 def test_x5_html_is_escaped_in_the_html_part_and_plain_in_text_and_subject(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, sequence="name: three\nmailbox: sales\n"
                       "steps:\n  - {name: hello, template: thank_you, wait: 0s}\n")
     wd.write("templates/thank_you.html.j2", "<p>Hi {{ first_name }}</p>\n")
@@ -108,14 +110,15 @@ def test_x5_html_is_escaped_in_the_html_part_and_plain_in_text_and_subject(
         assert terminate(proc) == 0
     msg = message_from_bytes(delivery.raw, policy=policy.default)
     assert msg["Subject"] == "Thanks, <script>"
-    text = msg.get_body(("plain",)).get_content()
-    html = msg.get_body(("html",)).get_content()
+    plain, rich = msg.get_body(("plain",)), msg.get_body(("html",))
+    assert plain is not None and rich is not None
+    text, html = plain.get_content(), rich.get_content()
     assert "Hi <script> at" in text
     assert "&lt;script&gt;" in html and "<script>" not in html
 
 
 def test_x6_a_password_in_the_settings_is_refused_with_its_line(tmp_path: Path,
-                                                                smtp_server) -> None:
+                                                                smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port)
     text = wd.config.read_text().replace("tls: none, timeout: 3s}",
                                          "tls: none, timeout: 3s, password: hunter2}")
@@ -130,7 +133,7 @@ def test_x6_a_password_in_the_settings_is_refused_with_its_line(tmp_path: Path,
 
 
 def test_x6_no_secret_reaches_the_log_even_with_debug_logging(tmp_path: Path,
-                                                              smtp_server) -> None:
+                                                              smtp_server: SmtpServer) -> None:
     secret = 'pa"ss\\word-1f0c9'
     smtp_server.require_auth("dana@example.com", secret)
     wd = make_workdir(tmp_path, smtp_server.port)
@@ -155,7 +158,7 @@ def test_x6_no_secret_reaches_the_log_even_with_debug_logging(tmp_path: Path,
 
 
 def test_broken_sequence_yaml_is_refused_with_its_line_and_keeps_what_is_stored(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port)
     wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com"])), check=True)
     seq = wd.path / "sequences" / "three.yaml"
@@ -174,7 +177,7 @@ def test_broken_sequence_yaml_is_refused_with_its_line_and_keeps_what_is_stored(
 
 
 def test_unknown_settings_key_and_a_csv_without_email_column_are_refused(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port)
     wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com"])), check=True)
     csv = wd.write("bad.csv", "mail,first_name\nbo@example.com,Bo\n")

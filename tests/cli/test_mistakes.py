@@ -5,8 +5,10 @@ stored; nothing already stored is lost, and no enrollment is failed for good."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
+from tests.fixtures.smtp import SmtpServer
 from tests.workdir import (
     THREE_STEPS,
     Workdir,
@@ -17,11 +19,11 @@ from tests.workdir import (
 )
 
 
-def no_traceback(result) -> None:  # type: ignore[no-untyped-def]
+def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
 
 
-def failed_with(result, pattern: str) -> None:  # type: ignore[no-untyped-def]
+def failed_with(result: subprocess.CompletedProcess[str], pattern: str) -> None:
     no_traceback(result)
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert re.search(pattern, result.stderr), result.stderr
@@ -205,7 +207,7 @@ def test_x9_a_template_error_is_refused_when_the_worker_starts(tmp_path: Path) -
 
 
 def test_x9_a_send_time_template_error_pauses_with_a_flag_and_resume_sends_after_the_fix(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, wait2="1s", wait3="1s")
     wd.write("templates/reminder.txt.j2", "Subject: Reminder for {{ first_name }}\n\n"
              "{% if first_name == 'Bo' %}{{ 1 // 0 }}{% endif %}Just a reminder.\n")

@@ -10,14 +10,15 @@ from pathlib import Path
 
 from bench.bigdb import Shape, build
 from sequencer.usecases.importing import control, run_enroll
+from tests.fixtures.smtp import SmtpServer
 from tests.harness import Engine
-from tests.workdir import make_workdir, prospects_csv
+from tests.workdir import Workdir, make_workdir, prospects_csv
 
 FIELDS = ["email", "sequence", "mailbox", "state", "steps_sent", "last_step", "next_due",
           "flag", "unknown_steps", "unverified"]
 
 
-def _engine_with_history(tmp_path: Path, smtp_port: int):  # type: ignore[no-untyped-def]
+def _engine_with_history(tmp_path: Path, smtp_port: int) -> tuple[Workdir, Engine]:
     wd = make_workdir(tmp_path, smtp_port)
     wd.write("sequences/other.yaml", "name: other\nmailbox: sales\nsteps:\n"
              "  - {name: only, template: reminder, wait: 1d}\n")
@@ -31,7 +32,8 @@ def _engine_with_history(tmp_path: Path, smtp_port: int):  # type: ignore[no-unt
     return wd, engine
 
 
-def test_status_filters_by_state_sequence_and_limit(tmp_path: Path, smtp_server) -> None:
+def test_status_filters_by_state_sequence_and_limit(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd, engine = _engine_with_history(tmp_path, smtp_server.port)
     try:
         every = json.loads(wd.cli("status", "--json", check=True).stdout)
@@ -59,7 +61,8 @@ def test_status_filters_by_state_sequence_and_limit(tmp_path: Path, smtp_server)
         engine.close()
 
 
-def test_status_summary_counts_per_sequence_state_and_step(tmp_path: Path, smtp_server) -> None:
+def test_status_summary_counts_per_sequence_state_and_step(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd, engine = _engine_with_history(tmp_path, smtp_server.port)
     try:
         counts = {c["sequence"]: c for c in json.loads(

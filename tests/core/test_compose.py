@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from email import message_from_bytes, policy
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ def parse(data: bytes) -> EmailMessage:
     return message
 
 
-def content(part: EmailMessage | None) -> str:
+def content(part: MIMEPart | None) -> str:
     """A part's decoded text with the wire's CRLF turned back into LF."""
     assert part is not None
     text = part.get_content()

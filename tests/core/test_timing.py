@@ -19,8 +19,9 @@ def step(wait: Wait, **kw: object) -> Step:
     return Step(name="s", template="t", wait=wait, **kw)  # type: ignore[arg-type]
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
+        second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def due_at(

@@ -59,7 +59,8 @@ def transitions(zone: str) -> tuple[datetime, ...]:
 def moments(draw: st.DrawFn, zone: str) -> datetime:
     """Any instant, or one within two days of a DST transition of ``zone``."""
     near = transitions(zone)
-    if near and draw(st.booleans()):
+    near_a_transition: bool = bool(near) and draw(st.booleans())
+    if near_a_transition:
         base = draw(st.sampled_from(near))
         return base + timedelta(seconds=draw(st.integers(-2 * 86400, 2 * 86400)))
     return draw(st.datetimes(min_value=START.replace(tzinfo=None),

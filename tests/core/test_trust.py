@@ -4,6 +4,7 @@ evidence to action, which Authentication-Results header counts, and the decay ru
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -82,7 +83,7 @@ def test_a_message_quoting_our_message_id_is_proof_whatever_else() -> None:
 
 
 def test_dmarc_proves_an_unsubscribe_only_from_the_prospects_own_address() -> None:
-    kw = {"quotes_ours": False, "auth": VOUCHED, "named": None, "mailed": True}
+    kw: dict[str, Any] = {"quotes_ours": False, "auth": VOUCHED, "named": None, "mailed": True}
     assert proof(Inbound.UNSUBSCRIBE, sender="ANN@x.com", prospect="ann@X.com",
                  **kw) is Proof.DMARC
     assert proof(Inbound.UNSUBSCRIBE, sender="bob@x.com", prospect="ann@x.com",
@@ -92,7 +93,7 @@ def test_dmarc_proves_an_unsubscribe_only_from_the_prospects_own_address() -> No
 
 
 def test_dmarc_proves_a_notice_only_from_the_named_domain_about_an_address_we_mailed() -> None:
-    kw = {"quotes_ours": False, "auth": VOUCHED, "prospect": "ann@x.com"}
+    kw: dict[str, Any] = {"quotes_ours": False, "auth": VOUCHED, "prospect": "ann@x.com"}
     daemon = "mailer-daemon@x.com"
     assert proof(Inbound.HARD_BOUNCE, sender=daemon, named="ann@x.com", mailed=True,
                  **kw) is Proof.DMARC

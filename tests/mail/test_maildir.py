@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sequencer.mail.maildir import MaildirWatcher, read_message
-from sequencer.mail.watching import TRUNCATED_BODY_BYTES, Cursor
+from sequencer.mail.watching import TRUNCATED_BODY_BYTES, Cursor, Inbound
 from tests.cursors import MemoryCursorStore
 from tests.mail.recording import Recorder, message, watching
 
@@ -142,7 +142,7 @@ async def test_a_message_whose_handling_must_be_retried_stays_and_is_handed_over
 
     seen: list[int] = []
 
-    async def flaky(inbound):  # type: ignore[no-untyped-def]
+    async def flaky(inbound: Inbound) -> None:
         seen.append(inbound.uid)
         if len(seen) == 1:
             raise RetryLater("database is down")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,10 +32,10 @@ def grant(token: str = REFRESH) -> Grant:
 
 
 @pytest.fixture
-def sqlite_store(tmp_path: Path) -> Store:
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     store = Store(f"sqlite:///{tmp_path / 'grants.db'}")
     store.create()
-    yield store  # type: ignore[misc]
+    yield store
     store.dispose()
 
 
@@ -48,7 +49,7 @@ def test_database_grants_round_trip_and_are_encrypted_at_rest(sqlite_store: Stor
     assert loaded is not None and loaded.refresh_token.reveal() == "rt-rotated"
     with sqlite_store.read() as conn:
         sealed = conn.scalar(select(oauth_grants.c.sealed))
-    assert "rt-" not in sealed and "sales@example.test" not in sealed
+    assert sealed is not None and "rt-" not in sealed and "sales@example.test" not in sealed
     grants.delete("sales")
     assert grants.load("sales") is None
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sequencer.config import load_settings
+from sequencer.config import Settings, load_settings
 from sequencer.errors import ConfigError
 from sequencer.oauth.grants import new_key
 
@@ -31,7 +31,7 @@ mailboxes:
 
 
 def load(tmp_path: Path, extra: str = "", env: dict[str, str] | None = None,
-         text: str | None = None):  # type: ignore[no-untyped-def]
+         text: str | None = None) -> Settings:
     path = tmp_path / "sequencer.yaml"
     path.write_text(text if text is not None else BASE.format(extra=extra))
     return load_settings(path, env=ENV if env is None else env)
@@ -65,7 +65,8 @@ def test_a_token_file_needs_no_key(tmp_path: Path) -> None:
     box = load(tmp_path, extra="", env={"GOOGLE_SECRET": "x"},
                text=BASE.format(extra="").replace(
                    "      scopes:", "      token_file: secrets/grants.json\n      scopes:"))
-    assert box.mailboxes["sales"].oauth.token_file == tmp_path / "secrets/grants.json"
+    oauth = box.mailboxes["sales"].oauth
+    assert oauth is not None and oauth.token_file == tmp_path / "secrets/grants.json"
 
 
 def test_the_missing_key_is_named_with_the_line(tmp_path: Path) -> None:
@@ -112,5 +113,5 @@ def test_a_plain_http_endpoint_is_refused_unless_loopback(tmp_path: Path) -> Non
                                          "http://oauth2.example.com/token")
     assert "token_url: must be an https URL" in error(tmp_path, text=text)
     loopback = text.replace("http://oauth2.example.com/token", "http://127.0.0.1:9/token")
-    assert load(tmp_path, text=loopback).mailboxes["sales"].oauth.client.token_url.startswith(
-        "http://127.0.0.1")
+    oauth = load(tmp_path, text=loopback).mailboxes["sales"].oauth
+    assert oauth is not None and oauth.client.token_url.startswith("http://127.0.0.1")

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from sequencer.errors import EnrollError
+from sequencer.eventlog import EventRecord
 from sequencer.store import outcomes
 from sequencer.store.status import status
 from sequencer.usecases.importing import run_enroll
-from tests.fixtures.smtp import free_port
+from tests.fixtures.smtp import SmtpServer, free_port
 from tests.harness import Engine
 from tests.workdir import Workdir, make_workdir, prospects_csv
 
@@ -47,7 +48,7 @@ def enroll(engine: Engine, wd: Workdir, prefix: str, n: int) -> None:
 
 
 def test_least_loaded_fills_the_mailbox_with_fewer_active_prospects_first(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = two_boxes(tmp_path, smtp_server.port, smtp_server.port, "least-loaded")
     engine = Engine(wd)
     try:
@@ -64,7 +65,7 @@ def test_least_loaded_fills_the_mailbox_with_fewer_active_prospects_first(
 
 
 def test_a_failing_mailbox_gets_no_new_prospects_and_keeps_its_own(tmp_path: Path,
-                                                                   smtp_server) -> None:
+                                                                   smtp_server: SmtpServer) -> None:
     wd = two_boxes(tmp_path, smtp_server.port, free_port(), "round-robin")  # lee is down
     engine = Engine(wd)
     try:
@@ -81,7 +82,7 @@ def test_a_failing_mailbox_gets_no_new_prospects_and_keeps_its_own(tmp_path: Pat
 
 
 def test_no_usable_mailbox_refuses_the_import_and_stores_nothing(tmp_path: Path,
-                                                                 smtp_server) -> None:
+                                                                 smtp_server: SmtpServer) -> None:
     wd = two_boxes(tmp_path, smtp_server.port, smtp_server.port, "round-robin")
     engine = Engine(wd)
     try:
@@ -122,8 +123,7 @@ steps:
     assert "three.yaml:2: mailbox 'nobody' is not in the settings (sales)" in result.stderr
 
 
-def _paused_record(engine: Engine, mailbox: str = "lee"):  # type: ignore[no-untyped-def]
+def _paused_record(engine: Engine, mailbox: str = "lee") -> EventRecord:
     from sequencer.core.machine import Event
-    from sequencer.eventlog import EventRecord
 
     return EventRecord(Event.PAUSED, engine.clock(), mailbox=mailbox, detail="test")

@@ -53,7 +53,8 @@ def _fill_like_the_first_release(url: str) -> dict[str, Any]:
                 mailbox="sales", message_id=mid, status="sent", attempts=1,
                 created_at=at(10 + sid), data_at=at(10 + sid), done_at=at(10 + sid),
                 smtp_code=250))
-        rows = [("enrolled", 1, "Ann@X.com", None), ("enrolled", 2, "ann@x.com", None),
+        rows: list[tuple[str, int | None, str | None, str | None]] = [
+                ("enrolled", 1, "Ann@X.com", None), ("enrolled", 2, "ann@x.com", None),
                 ("enrolled", 3, "ann@x.com", None), ("enrolled", 4, "bob@bücher.de", None),
                 ("enrolled", 5, "carl@example.com", None),
                 ("sent", 1, "Ann@X.com", "<a1@example.com>"),
@@ -62,10 +63,10 @@ def _fill_like_the_first_release(url: str) -> dict[str, Any]:
                 ("sent", 5, "carl@example.com", "<c1@example.com>"),
                 ("sent", 5, "carl@example.com", "<c2@example.com>"),
                 ("paused", None, None, None)]
-        for n, (event, eid, email, mid) in enumerate(rows):
-            conn.execute(insert(ev).values(at=at(20 + n), event=event, enrollment_id=eid,
-                                           mailbox="sales", sequence="three", email=email,
-                                           message_id=mid, detail=f"row {n}"))
+        for n, (event, event_eid, event_email, event_mid) in enumerate(rows):
+            conn.execute(insert(ev).values(at=at(20 + n), event=event, enrollment_id=event_eid,
+                                           mailbox="sales", sequence="three", email=event_email,
+                                           message_id=event_mid, detail=f"row {n}"))
         for email, reason, hours in (("ANN@X.COM", "by hand", 30),
                                      ("ann@x.com", "unsubscribe: asked", 31),
                                      ("dave@example.com", "hard bounce", 32)):

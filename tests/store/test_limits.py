@@ -15,8 +15,9 @@ from sequencer.store.schema import sends
 from sequencer.store.status import status
 from sequencer.usecases.importing import run_enroll
 from sequencer.usecases.sending import Senders
+from tests.fixtures.smtp import SmtpServer
 from tests.harness import Clock, Engine
-from tests.workdir import make_workdir, prospects_csv
+from tests.workdir import Workdir, make_workdir, prospects_csv
 
 ONE = """\
 name: one
@@ -26,13 +27,13 @@ steps:
 """
 
 
-def enroll(engine: Engine, wd, n: int, name: str = "p.csv") -> None:  # type: ignore[no-untyped-def]
+def enroll(engine: Engine, wd: Workdir, n: int, name: str = "p.csv") -> None:
     csv = prospects_csv(wd, [f"{name[0]}{i}@example.com" for i in range(n)], name)
     assert run_enroll(engine.app, "one", csv, progress=False).enrolled == n
 
 
 def test_the_daily_limit_counts_the_mailbox_s_own_day_not_the_utc_day(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     # 10:30 UTC is 23:30 in Auckland (NZDT, +13): the mailbox's day ends in 30 minutes.
     clock = Clock(datetime(2026, 11, 23, 10, 30, tzinfo=UTC))
     wd = make_workdir(tmp_path, smtp_server.port, sequence=ONE,
@@ -54,7 +55,8 @@ def test_the_daily_limit_counts_the_mailbox_s_own_day_not_the_utc_day(
         engine.close()
 
 
-def test_a_utc_mailbox_keeps_counting_until_utc_midnight(tmp_path: Path, smtp_server) -> None:
+def test_a_utc_mailbox_keeps_counting_until_utc_midnight(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     clock = Clock(datetime(2026, 11, 23, 10, 30, tzinfo=UTC))
     wd = make_workdir(tmp_path, smtp_server.port, sequence=ONE,
                       mailbox_extra="    daily_limit: 2\n")
@@ -72,7 +74,8 @@ def test_a_utc_mailbox_keeps_counting_until_utc_midnight(tmp_path: Path, smtp_se
         engine.close()
 
 
-def test_the_hourly_limit_holds_over_any_60_minutes(tmp_path: Path, smtp_server) -> None:
+def test_the_hourly_limit_holds_over_any_60_minutes(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     clock = Clock(datetime(2026, 11, 23, 15, 40, tzinfo=UTC))
     wd = make_workdir(tmp_path, smtp_server.port, sequence=ONE,
                       mailbox_extra="    hourly_limit: 2\n")
@@ -92,7 +95,7 @@ def test_the_hourly_limit_holds_over_any_60_minutes(tmp_path: Path, smtp_server)
 
 
 def test_deferrals_and_a_paused_mailbox_do_not_count_as_sends(tmp_path: Path,
-                                                              smtp_server) -> None:
+                                                              smtp_server: SmtpServer) -> None:
     # Monday 07:00 UTC, before the send window: the steps are deferred, not sent.
     clock = Clock(datetime(2026, 11, 23, 7, 0, tzinfo=UTC))
     smtp_server.require_auth("dana@example.com", "right")
@@ -144,7 +147,7 @@ def test_a_bad_mailbox_timezone_or_a_lone_jitter_is_a_file_line_error(tmp_path: 
 
 
 def test_a_stale_claim_whose_turn_another_sender_took_sends_nothing_and_is_given_back(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, sequence=ONE,
                       mailbox_extra="    min_spacing: 1m\n")  # claim_lease is 3s here
     engine = Engine(wd)

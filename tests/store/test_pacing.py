@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from sequencer.store.schema import enrollments, events, sends
 from sequencer.usecases.importing import run_enroll
+from tests.fixtures.smtp import SmtpServer
 from tests.harness import Clock, Engine
 from tests.workdir import Workdir, make_workdir, prospects_csv
 
@@ -50,7 +51,7 @@ def claimed_per_prospect(engine: Engine) -> dict[str, int]:
 
 
 def test_a_prospect_locked_by_another_scheduler_is_skipped_then_held_by_pacing(
-    tmp_path: Path, smtp_server, pg_database_url: str
+    tmp_path: Path, smtp_server: SmtpServer, pg_database_url: str
 ) -> None:
     wd = two_sequences(tmp_path, smtp_server.port, pg_database_url)
     engine = Engine(wd)
@@ -80,7 +81,7 @@ def test_a_prospect_locked_by_another_scheduler_is_skipped_then_held_by_pacing(
 
 
 def test_eight_schedulers_on_sqlite_claim_one_email_per_paced_prospect(
-    tmp_path: Path, smtp_server
+    tmp_path: Path, smtp_server: SmtpServer
 ) -> None:
     wd = two_sequences(tmp_path, smtp_server.port)
     clock = Clock()

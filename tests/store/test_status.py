@@ -4,6 +4,7 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -58,7 +59,8 @@ def test_status_rows_match_a_grouped_query_row_for_row_in_sequence_order(
 def test_status_reads_one_page_of_sends_before_its_first_row(big_store: Store) -> None:
     statements: list[tuple[str, int]] = []
 
-    def seen(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+    def seen(conn: object, cursor: object, statement: str, parameters: Sequence[object] | None,
+             context: object, executemany: bool) -> None:
         statements.append((statement, len(parameters or ())))
 
     event.listen(big_store.reader, "before_cursor_execute", seen)
@@ -96,7 +98,7 @@ def test_summary_counts_states_and_steps_like_the_rows_do(big_store: Store) -> N
         assert sum(s.sends.get("sent", 0) for s in seq.steps.values()) == sum(
             int(r[4]) for r in mine)  # type: ignore[call-overload]
     with big_store.read() as conn:
-        waiting = dict(conn.execute(text(
+        waiting: dict[int, int] = dict(conn.execute(text(
             "select step_index, count(*) from enrollments where sequence = 'seq2' "
             "and state = 'active' group by step_index")).all())
     assert {i: s.waiting for i, s in counts["seq2"].steps.items()} == waiting

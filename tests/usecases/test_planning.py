@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sequencer.store.schema import enrollments
 from sequencer.usecases import planning
 from sequencer.usecases.importing import control, run_enroll
+from tests.fixtures.smtp import SmtpServer
 from tests.harness import Engine
 from tests.workdir import make_workdir, prospects_csv
 
@@ -35,7 +36,7 @@ BERLIN_MIDNIGHT = timedelta(hours=1)  # 00:00 in Berlin in winter is 23:00 UTC t
 
 
 def test_ahead_of_reads_the_column_it_names_and_resume_honours_it_and_the_out_of_office(
-    tmp_path: Path, smtp_server
+    tmp_path: Path, smtp_server: SmtpServer
 ) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, sequence=AHEAD)
     wd.write("p.csv", "email,first_name,decision_date,follow_up_by\n"
@@ -67,7 +68,7 @@ def test_ahead_of_reads_the_column_it_names_and_resume_honours_it_and_the_out_of
 
 
 def test_enroll_rejects_a_bad_date_in_the_ahead_of_column_and_an_unknown_country(
-    tmp_path: Path, smtp_server
+    tmp_path: Path, smtp_server: SmtpServer
 ) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, sequence=AHEAD)
     wd.write("p.csv", "email,first_name,decision_date,country\n"
@@ -88,7 +89,7 @@ def test_enroll_rejects_a_bad_date_in_the_ahead_of_column_and_an_unknown_country
 
 
 def test_plan_capacity_says_what_the_daily_limit_lets_out_and_the_engine_agrees(
-    tmp_path: Path, smtp_server
+    tmp_path: Path, smtp_server: SmtpServer
 ) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, sequence="""\
 name: one
@@ -118,7 +119,7 @@ steps:
 
 
 def test_plan_refuses_a_missing_or_double_source_and_prints_local_and_utc(
-    tmp_path: Path, smtp_server
+    tmp_path: Path, smtp_server: SmtpServer
 ) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, sequence=AHEAD)
     wd.env["SEQUENCER_TEST_CLOCK"] = "2026-11-23T15:00:00Z@0x0"

@@ -14,6 +14,7 @@ from sequencer.mail.watching import Inbound
 from sequencer.store.schema import enrollments, events, suppressions
 from sequencer.usecases import receiving
 from sequencer.usecases.importing import run_enroll
+from tests.fixtures.smtp import SmtpServer
 from tests.harness import Engine
 from tests.workdir import make_workdir, prospects_csv
 
@@ -28,23 +29,22 @@ steps:
 
 
 @pytest.fixture
-def engine(tmp_path: Path, smtp_server) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
+def engine(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[Engine]:
     wd = make_workdir(tmp_path, smtp_server.port, sequence=SEQUENCE,
                       extra="free_mail: [kabelmail.example]\n")
     eng = Engine(wd)
-    eng.wd = wd  # type: ignore[attr-defined]
     yield eng
     eng.close()
 
 
 def enroll(engine: Engine, emails: list[str]) -> None:
-    wd = engine.wd  # type: ignore[attr-defined]
+    wd = engine.wd
     run_enroll(engine.app, "three", prospects_csv(wd, emails, f"p{time.time_ns()}.csv"),
                progress=False)
     engine.step()
 
 
-def first_id(smtp_server, address: str) -> str:  # type: ignore[no-untyped-def]
+def first_id(smtp_server: SmtpServer, address: str) -> str:
     from email.utils import parseaddr
 
     for d in smtp_server.deliveries:
@@ -68,7 +68,7 @@ def states(engine: Engine) -> dict[str, str]:
         return dict(conn.execute(select(enrollments.c.email, enrollments.c.state)).all())
 
 
-def test_an_idn_company_matches_in_either_spelling(engine: Engine, smtp_server) -> None:
+def test_an_idn_company_matches_in_either_spelling(engine: Engine, smtp_server: SmtpServer) -> None:
     enroll(engine, ["ann@bücher.de", "bob@verkauf.bücher.de", "cy@example.org"])
     record = receiving.handle(engine.app, "sales", reply(
         "zed@xn--bcher-kva.de", first_id(smtp_server, "ann@xn--bcher-kva.de")))
@@ -78,7 +78,7 @@ def test_an_idn_company_matches_in_either_spelling(engine: Engine, smtp_server) 
 
 
 def test_a_bounce_or_an_unsubscribe_from_the_company_halts_nobody_else(
-        engine: Engine, smtp_server) -> None:
+        engine: Engine, smtp_server: SmtpServer) -> None:
     enroll(engine, ["ann@acme.com", "bob@acme.com", "cy@acme.com"])
     dsn = (b"From: MAILER-DAEMON@acme.com\r\nTo: dana@example.com\r\n"
            b"Subject: Undelivered Mail Returned to Sender\r\nAuto-Submitted: auto-replied\r\n"
@@ -101,7 +101,7 @@ def test_a_bounce_or_an_unsubscribe_from_the_company_halts_nobody_else(
 
 
 def test_a_colleague_at_our_own_company_or_a_listed_isp_is_nobodys_colleague(
-        engine: Engine, smtp_server) -> None:
+        engine: Engine, smtp_server: SmtpServer) -> None:
     # Our mailbox is dana@example.com: someone at example.com writing in is one of us.
     enroll(engine, ["ann@example.com", "bob@example.com", "kim@kabelmail.example",
                     "lee@kabelmail.example"])
@@ -115,7 +115,7 @@ def test_a_colleague_at_our_own_company_or_a_listed_isp_is_nobodys_colleague(
 
 
 def test_one_halt_event_per_enrollment_naming_the_reply_and_never_a_suppression(
-        engine: Engine, smtp_server) -> None:
+        engine: Engine, smtp_server: SmtpServer) -> None:
     enroll(engine, ["ann@acme.com", "bob@acme.com", "cy@acme.com"])
     message = reply("zed@acme.com")  # a fresh email, no thread: Acme was mailed, so it counts
     first = receiving.handle(engine.app, "sales", message)
@@ -137,7 +137,8 @@ def test_one_halt_event_per_enrollment_naming_the_reply_and_never_a_suppression(
     assert engine.step() == 0, "no reminder for anyone at Acme"
 
 
-def test_without_company_reply_a_colleague_halts_nobody(tmp_path: Path, smtp_server) -> None:
+def test_without_company_reply_a_colleague_halts_nobody(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, wait2="2d")
     eng = Engine(wd)
     try:

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
+from tests.fixtures.dovecot import DovecotServer
+from tests.fixtures.smtp import Delivery, SmtpServer
 from tests.invariants import check_invariants
 from tests.workdir import (
     Workdir,
@@ -70,12 +72,12 @@ def events(wd: Workdir) -> list[dict[str, object]]:
             if line.startswith("{") and '"event"' in line]
 
 
-def to(smtp_server, address: str) -> list:  # type: ignore[no-untyped-def]
+def to(smtp_server: SmtpServer, address: str) -> list[Delivery]:
     return [d for d in smtp_server.deliveries if d.rcpt_tos == [address]]
 
 
 def test_a_colleagues_reply_in_our_thread_halts_the_company_in_that_sequence_only(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     maildir = tmp_path / "wd" / "Maildir"
     for sub in ("new", "cur", "tmp"):
         (maildir / sub).mkdir(parents=True)
@@ -137,7 +139,7 @@ def test_a_colleagues_reply_in_our_thread_halts_the_company_in_that_sequence_onl
     replied = {e["email"]: e for e in log if e["event"] == "replied"}
     assert set(replied) == {"ann@acme.com", "bob@sales.acme.com", "dee@gmail.com"}
     assert replied["bob@sales.acme.com"]["message_id"] == message_id(zed)
-    assert replied["bob@sales.acme.com"]["detail"].startswith(
+    assert str(replied["bob@sales.acme.com"]["detail"]).startswith(
         "company reply: zed@acme.com at acme.com answered")
     assert replied["ann@acme.com"]["message_id"] == message_id(zed)
     assert "matches no enrollment" in wd.log() and "frank@gmail.com" in wd.log()
@@ -145,7 +147,7 @@ def test_a_colleagues_reply_in_our_thread_halts_the_company_in_that_sequence_onl
 
 
 def test_a_fresh_email_from_a_colleague_over_imap_halts_the_sequences_that_wrote_to_acme(
-        tmp_path: Path, smtp_server, dovecot) -> None:
+        tmp_path: Path, smtp_server: SmtpServer, dovecot: DovecotServer) -> None:
     wd = make_workdir(
         tmp_path, smtp_server.port, sequence=sequence("three"),
         extra="imap_idle: 30s\nimap_timeout: 5s\n",

@@ -11,8 +11,9 @@ import signal
 import time
 from pathlib import Path
 
+from tests.fixtures.smtp import SmtpServer
 from tests.invariants import check_invariants
-from tests.workdir import make_workdir, prospects_csv, terminate, wait_until
+from tests.workdir import Workdir, make_workdir, prospects_csv, terminate, wait_until
 
 ONE_STEP = """\
 name: three
@@ -22,12 +23,12 @@ steps:
 """
 
 
-def database(wd) -> str:  # type: ignore[no-untyped-def]
+def database(wd: Workdir) -> str:
     return f"sqlite:///{wd.path / 'sequencer.db'}"
 
 
 def test_r1_killed_after_claim_before_smtp_is_reclaimed_after_the_lease_and_sent_once(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, sequence=ONE_STEP, lease="2s")
     wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com"])), check=True)
     crashed = wd.start("run", extra_env={"SEQUENCER_TEST_CRASH_AT": "after_claim"})
@@ -45,7 +46,7 @@ def test_r1_killed_after_claim_before_smtp_is_reclaimed_after_the_lease_and_sent
 
 
 def test_r2_killed_after_the_250_before_the_commit_is_unknown_flagged_and_never_resent(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, lease="1s")
     wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com"])), check=True)
     crashed = wd.start("run", extra_env={"SEQUENCER_TEST_CRASH_AT": "after_250"})
@@ -77,7 +78,7 @@ def test_r2_killed_after_the_250_before_the_commit_is_unknown_flagged_and_never_
 
 
 def test_r7_sigterm_with_sends_in_flight_finishes_and_records_them_then_exits_0(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     smtp_server.stall_after_data(1.5)
     wd = make_workdir(tmp_path, smtp_server.port, sequence=ONE_STEP, lease="30s")
     emails = [f"p{i}@example.com" for i in range(4)]
@@ -103,7 +104,7 @@ def test_r7_sigterm_with_sends_in_flight_finishes_and_records_them_then_exits_0(
 
 
 def test_sigkill_mid_batch_and_restart_never_sends_twice_and_sends_everything(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, lease="2s", wait2="1s", wait3="1s")
     emails = [f"p{i}@example.com" for i in range(30)]
     wd.cli("enroll", "three", str(prospects_csv(wd, emails)), check=True)
@@ -137,7 +138,7 @@ def test_sigkill_mid_batch_and_restart_never_sends_twice_and_sends_everything(
 
 
 def test_r8_two_processes_of_four_threads_on_sqlite_claim_each_step_once(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, sequence=ONE_STEP, lease="30s")
     emails = [f"p{i}@example.com" for i in range(200)]
     wd.cli("enroll", "three", str(prospects_csv(wd, emails)), check=True)
@@ -157,7 +158,7 @@ def test_r8_two_processes_of_four_threads_on_sqlite_claim_each_step_once(
 
 
 def test_r8_four_processes_of_two_threads_on_postgresql_claim_each_step_once(
-        tmp_path: Path, smtp_server, pg_database_url: str) -> None:
+        tmp_path: Path, smtp_server: SmtpServer, pg_database_url: str) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, sequence=ONE_STEP, lease="30s",
                       database=pg_database_url)
     emails = [f"p{i}@example.com" for i in range(200)]

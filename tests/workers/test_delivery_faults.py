@@ -4,23 +4,28 @@ S5, R6, R9, R10). Each test checks the three invariants against the aiosmtpd led
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Row, Table, select
 
+from sequencer.store.claims import Job
 from sequencer.store.schema import enrollments, events, sends, suppressions
 from sequencer.usecases.importing import run_enroll
+from tests.fixtures.proxy import TcpProxy
+from tests.fixtures.redis import RedisServer
+from tests.fixtures.smtp import SmtpServer
 from tests.harness import Engine
 from tests.invariants import check_invariants
 from tests.workdir import make_workdir, prospects_csv
 
 
 @pytest.fixture
-def engine(tmp_path: Path, smtp_server):  # type: ignore[no-untyped-def]
+def engine(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[Engine]:
     wd = make_workdir(tmp_path, smtp_server.port, wait2="2d", wait3="1w")
     eng = Engine(wd)
-    eng.wd = wd  # type: ignore[attr-defined]
     yield eng
     eng.close()
 
@@ -30,17 +35,18 @@ def enroll(engine: Engine, emails: list[str]) -> None:
     assert summary.enrolled == len(emails)
 
 
-def rows(engine: Engine, table, *where):  # type: ignore[no-untyped-def]
+def rows(engine: Engine, table: Table, *where: ColumnElement[bool]) -> Sequence[Row[Any]]:
     with engine.app.store.read() as conn:
         return conn.execute(select(table).where(*where)).all()
 
 
-def invariants(engine: Engine, smtp_server) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def invariants(engine: Engine, smtp_server: SmtpServer) -> dict[str, int]:
     return check_invariants(smtp_server.deliveries, engine.app.settings.database,
                             now=engine.clock.now)
 
 
-def test_s1_hard_bounce_at_rcpt_bounces_suppresses_and_never_retries(engine, smtp_server) -> None:
+def test_s1_hard_bounce_at_rcpt_bounces_suppresses_and_never_retries(
+        engine: Engine, smtp_server: SmtpServer) -> None:
     smtp_server.reject_rcpt("ann@example.com", "550 5.1.1 No such user")
     enroll(engine, ["ann@example.com", "bo@example.com"])
     assert engine.step() == 2
@@ -56,7 +62,8 @@ def test_s1_hard_bounce_at_rcpt_bounces_suppresses_and_never_retries(engine, smt
     invariants(engine, smtp_server)
 
 
-def test_s2_temporary_failures_retry_with_capped_backoff_then_fail(engine, smtp_server) -> None:
+def test_s2_temporary_failures_retry_with_capped_backoff_then_fail(
+        engine: Engine, smtp_server: SmtpServer) -> None:
     smtp_server.fail_next(100, "451 4.3.0 Try again later", stage="RCPT")
     enroll(engine, ["ann@example.com"])
     due_times = []
@@ -80,7 +87,8 @@ def test_s2_temporary_failures_retry_with_capped_backoff_then_fail(engine, smtp_
     invariants(engine, smtp_server)
 
 
-def test_s2_a_temporary_failure_then_success_delivers_once(engine, smtp_server) -> None:
+def test_s2_a_temporary_failure_then_success_delivers_once(
+        engine: Engine, smtp_server: SmtpServer) -> None:
     smtp_server.fail_next(1, "452 4.2.2 Mailbox full", stage="DATA")
     enroll(engine, ["ann@example.com"])
     engine.step()
@@ -92,13 +100,12 @@ def test_s2_a_temporary_failure_then_success_delivers_once(engine, smtp_server) 
     assert invariants(engine, smtp_server) == {"sent": 1}
 
 
-def test_s3_421_before_mail_reconnects_and_sends_once(tmp_path: Path, smtp_server,
-                                                      tcp_proxy) -> None:
+def test_s3_421_before_mail_reconnects_and_sends_once(
+        tmp_path: Path, smtp_server: SmtpServer, tcp_proxy: Callable[[str, int], TcpProxy]) -> None:
     proxy = tcp_proxy("127.0.0.1", smtp_server.port)
     wd = make_workdir(tmp_path, proxy.port)
     eng = Engine(wd)
     try:
-        eng.wd = wd  # type: ignore[attr-defined]
         enroll(eng, ["ann@example.com"])
         proxy.reply_421(1)
         eng.step()
@@ -108,7 +115,8 @@ def test_s3_421_before_mail_reconnects_and_sends_once(tmp_path: Path, smtp_serve
         eng.close()
 
 
-def test_s5_idle_timeout_on_a_reused_connection_reconnects_cleanly(engine, smtp_server) -> None:
+def test_s5_idle_timeout_on_a_reused_connection_reconnects_cleanly(
+        engine: Engine, smtp_server: SmtpServer) -> None:
     import time
 
     smtp_server.idle_timeout(0.5)
@@ -123,8 +131,8 @@ def test_s5_idle_timeout_on_a_reused_connection_reconnects_cleanly(engine, smtp_
     assert invariants(engine, smtp_server) == {"sent": 4}
 
 
-def test_r9_a_reply_committed_between_claim_and_send_means_nothing_is_sent(engine,
-                                                                            smtp_server) -> None:
+def test_r9_a_reply_committed_between_claim_and_send_means_nothing_is_sent(
+        engine: Engine, smtp_server: SmtpServer) -> None:
     from sequencer.mail.watching import Inbound
     from sequencer.usecases import receiving
 
@@ -148,8 +156,8 @@ def test_r9_a_reply_committed_between_claim_and_send_means_nothing_is_sent(engin
     invariants(engine, smtp_server)
 
 
-def test_r6_the_same_step_dispatched_twice_to_racing_threads_is_sent_once(engine,
-                                                                          smtp_server) -> None:
+def test_r6_the_same_step_dispatched_twice_to_racing_threads_is_sent_once(
+        engine: Engine, smtp_server: SmtpServer) -> None:
     import asyncio
 
     from sequencer.store.hotpath import HotPath
@@ -159,7 +167,7 @@ def test_r6_the_same_step_dispatched_twice_to_racing_threads_is_sent_once(engine
     claims = engine.claim()
     barrier = threading.Barrier(12)
 
-    def race(claim) -> None:  # type: ignore[no-untyped-def]
+    def race(claim: Job) -> None:
         senders = Senders(engine.app)
         path = HotPath(engine.app.store)  # each racer is a sender of its own
 
@@ -182,7 +190,8 @@ def test_r6_the_same_step_dispatched_twice_to_racing_threads_is_sent_once(engine
     assert engine.claim() == []  # a second claim round finds nothing due
 
 
-def test_r10_clock_jumps_forward_days_then_back_an_hour(engine, smtp_server) -> None:
+def test_r10_clock_jumps_forward_days_then_back_an_hour(
+        engine: Engine, smtp_server: SmtpServer) -> None:
     enroll(engine, ["ann@example.com"])
     engine.step()
     engine.clock.advance(days=20)  # past both remaining waits
@@ -203,7 +212,7 @@ def test_r10_clock_jumps_forward_days_then_back_an_hour(engine, smtp_server) -> 
 
 
 def test_s4_an_auth_failure_pauses_the_mailbox_with_one_error_and_no_retry_storm(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     smtp_server.require_auth("dana@example.com", "right-password")
     wd = make_workdir(tmp_path, smtp_server.port)
     text = wd.config.read_text().replace(
@@ -213,7 +222,6 @@ def test_s4_an_auth_failure_pauses_the_mailbox_with_one_error_and_no_retry_storm
     wd.env["SALES_PW"] = "wrong-password"
     eng = Engine(wd)
     try:
-        eng.wd = wd  # type: ignore[attr-defined]
         enroll(eng, ["ann@example.com", "bo@example.com", "cy@example.com"])
         eng.step()
         for _ in range(5):
@@ -232,7 +240,7 @@ def test_s4_an_auth_failure_pauses_the_mailbox_with_one_error_and_no_retry_storm
         eng.close()
 
 
-def _deliver_in_background(engine: Engine, claims):  # type: ignore[no-untyped-def]
+def _deliver_in_background(engine: Engine, claims: list[Job]) -> threading.Thread:
     import asyncio
 
     from sequencer.store.hotpath import HotPath
@@ -257,7 +265,7 @@ def _deliver_in_background(engine: Engine, claims):  # type: ignore[no-untyped-d
 
 
 def test_a_reply_committed_after_the_gate_is_never_undone_by_recording_the_send(
-        engine, smtp_server) -> None:
+        engine: Engine, smtp_server: SmtpServer) -> None:
     from sequencer.mail.watching import Inbound
     from sequencer.usecases import receiving
 
@@ -280,7 +288,8 @@ def test_a_reply_committed_after_the_gate_is_never_undone_by_recording_the_send(
     invariants(engine, smtp_server)
 
 
-def test_a_stop_after_the_gate_still_records_the_send(engine, smtp_server) -> None:
+def test_a_stop_after_the_gate_still_records_the_send(
+        engine: Engine, smtp_server: SmtpServer) -> None:
     from sequencer.store import control
 
     enroll(engine, ["ann@example.com"])
@@ -297,14 +306,13 @@ def test_a_stop_after_the_gate_still_records_the_send(engine, smtp_server) -> No
 
 
 def test_a_hard_bounce_halts_the_addresses_other_sequences_and_mail_stops(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, wait2="2d", wait3="1w",
                       extra="max_active_sequences: 2\n")
     wd.write("sequences/other.yaml", "name: other\nmailbox: sales\nsteps:\n"
              "  - {name: a, template: reminder, wait: 1d}\n")
     eng = Engine(wd)
     try:
-        eng.wd = wd  # type: ignore[attr-defined]
         smtp_server.reject_rcpt("ann@example.com", "550 5.1.1 No such user")
         enroll(eng, ["ann@example.com"])
         assert run_enroll(eng.app, "other", prospects_csv(wd, ["ann@example.com"], "o.csv"),
@@ -319,11 +327,10 @@ def test_a_hard_bounce_halts_the_addresses_other_sequences_and_mail_stops(
         eng.close()
 
 
-def test_an_enrollment_whose_mailbox_left_the_settings_pauses_alone(tmp_path: Path,
-                                                                    smtp_server) -> None:
+def test_an_enrollment_whose_mailbox_left_the_settings_pauses_alone(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port)
     eng = Engine(wd)
-    eng.wd = wd  # type: ignore[attr-defined]
     enroll(eng, ["ann@example.com", "bo@example.com"])
     eng.close()
     with eng.app.store.write() as conn:
@@ -343,13 +350,12 @@ def test_an_enrollment_whose_mailbox_left_the_settings_pauses_alone(tmp_path: Pa
 
 
 def test_an_unreachable_smtp_server_is_retried_until_it_is_back_never_failed(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     from tests.fixtures.smtp import free_port
 
     wd = make_workdir(tmp_path, free_port())  # nothing listens there
     eng = Engine(wd)
     try:
-        eng.wd = wd  # type: ignore[attr-defined]
         enroll(eng, ["ann@example.com"])
         for _ in range(8):  # far more than retry.attempts (3)
             eng.step()
@@ -366,7 +372,7 @@ def test_an_unreachable_smtp_server_is_retried_until_it_is_back_never_failed(
 
 
 def test_a_mailbox_past_its_daily_limit_does_not_starve_another(tmp_path: Path,
-                                                                smtp_server) -> None:
+                                                                smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port)
     wd.config.write_text(wd.config.read_text().replace(
         "    smtp: {host: 127.0.0.1",
@@ -377,7 +383,6 @@ def test_a_mailbox_past_its_daily_limit_does_not_starve_another(tmp_path: Path,
              "  - {name: a, template: reminder, wait: 0s}\n")
     eng = Engine(wd)
     try:
-        eng.wd = wd  # type: ignore[attr-defined]
         eng.scheduler.batch = 5  # fewer than sales' due steps: they come first in due order
         enroll(eng, [f"s{i}@example.com" for i in range(10)])
         eng.clock.advance(seconds=1)
@@ -392,8 +397,8 @@ def test_a_mailbox_past_its_daily_limit_does_not_starve_another(tmp_path: Path,
         eng.close()
 
 
-def test_the_broker_password_never_reaches_the_log(tmp_path: Path, smtp_server,
-                                                   redis_server) -> None:
+def test_the_broker_password_never_reaches_the_log(tmp_path: Path, smtp_server: SmtpServer,
+                                                   redis_server: RedisServer) -> None:
     from tests.workdir import terminate
 
     wd = make_workdir(tmp_path, smtp_server.port)

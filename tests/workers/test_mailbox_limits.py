@@ -5,8 +5,11 @@ PostgreSQL + Redis. Checked against what each SMTP ledger received, and when."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from tests.fixtures.redis import RedisServer
+from tests.fixtures.smtp import SmtpServer
 from tests.invariants import check_invariants
 from tests.workdir import Workdir, make_workdir, prospects_csv, terminate, wait_until
 
@@ -40,7 +43,7 @@ mailboxes:
     return wd
 
 
-def assert_limits_held(wd: Workdir, flat, spaced, database: str) -> None:  # type: ignore[no-untyped-def]
+def assert_limits_held(wd: Workdir, flat: SmtpServer, spaced: SmtpServer, database: str) -> None:
     flat.wait_for(DAILY, timeout=30)
     spaced.wait_for(SPACED_DAILY, timeout=30)
     time.sleep(2.0)  # several ticks and spacings more: nothing else goes out today
@@ -56,7 +59,8 @@ def assert_limits_held(wd: Workdir, flat, spaced, database: str) -> None:  # typ
     assert states.count("active") == 30 - DAILY - SPACED_DAILY  # waiting for tomorrow
 
 
-def test_limits_hold_across_four_send_threads(tmp_path: Path, make_smtp_server) -> None:
+def test_limits_hold_across_four_send_threads(
+        tmp_path: Path, make_smtp_server: Callable[..., SmtpServer]) -> None:
     flat, spaced = make_smtp_server(), make_smtp_server()
     wd = limited_workdir(tmp_path, flat.port, spaced.port)
     proc = wd.start("run", "--threads", "4")
@@ -68,7 +72,8 @@ def test_limits_hold_across_four_send_threads(tmp_path: Path, make_smtp_server) 
 
 
 def test_limits_hold_across_two_schedulers_and_two_worker_processes_on_postgresql(
-        tmp_path: Path, make_smtp_server, pg_database_url: str, redis_server) -> None:
+        tmp_path: Path, make_smtp_server: Callable[..., SmtpServer], pg_database_url: str,
+        redis_server: RedisServer) -> None:
     flat, spaced = make_smtp_server(), make_smtp_server()
     wd = limited_workdir(tmp_path, flat.port, spaced.port, database=pg_database_url,
                          broker=redis_server.url)

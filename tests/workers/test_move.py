@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from tests.fixtures.smtp import SmtpServer
 from tests.invariants import check_invariants
 from tests.workdir import make_workdir, prospects_csv, terminate, wait_until
 
@@ -21,7 +22,7 @@ steps:
 
 
 def test_enroll_move_ends_the_current_sequence_as_stopped_moved_and_starts_the_new_one(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, wait2="10s", wait3="1h")
     wd.write("sequences/after.yaml", AFTER)
     wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com", "bo@example.com"])),

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import redis
 
+from tests.fixtures.redis import RedisServer
+from tests.fixtures.smtp import SmtpServer
 from tests.invariants import check_invariants
 from tests.workdir import make_workdir, prospects_csv, terminate, wait_until
 
@@ -27,7 +29,7 @@ def queued(url: str) -> int:
 
 
 def test_r5_redis_restarted_with_work_queued_loses_no_step_and_sends_each_once(
-        tmp_path: Path, smtp_server, redis_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer, redis_server: RedisServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, sequence=ONE_STEP, lease="2s",
                       broker=redis_server.url)
     emails = [f"p{i}@example.com" for i in range(20)]
@@ -53,7 +55,7 @@ def test_r5_redis_restarted_with_work_queued_loses_no_step_and_sends_each_once(
 
 
 def test_worker_refuses_the_in_process_broker_with_a_clear_error(tmp_path: Path,
-                                                                 smtp_server) -> None:
+                                                                 smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port)
     result = wd.cli("worker")
     assert result.returncode == 1

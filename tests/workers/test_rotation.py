@@ -6,8 +6,10 @@ prospects wait for it)."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
+from tests.fixtures.smtp import SmtpServer
 from tests.invariants import check_invariants
 from tests.workdir import make_workdir, prospects_csv, terminate, wait_until
 
@@ -24,7 +26,7 @@ steps:
 
 
 def test_rotation_over_three_mailboxes_keeps_each_prospect_on_one_and_skips_a_paused_one(
-        tmp_path: Path, make_smtp_server) -> None:
+        tmp_path: Path, make_smtp_server: Callable[..., SmtpServer]) -> None:
     servers = {name: make_smtp_server() for name in BOXES}
     servers["kim"].require_auth("kim@example.com", "right")  # kim's password is wrong
     wd = make_workdir(tmp_path, servers["dana"].port, sequence=SEQUENCE, lease="30s")

@@ -7,13 +7,14 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from tests.fixtures.smtp import Delivery, SmtpServer
 from tests.workdir import make_workdir, prospects_csv, terminate, wait_until
 
 EMAILS = ["ann@example.com", "bo@example.com", "cy@example.com"]
 
 
 def test_three_step_sequence_runs_end_to_end_once_each_in_order(
-    tmp_path: Path, smtp_server
+    tmp_path: Path, smtp_server: SmtpServer
 ) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, wait2="2s", wait3="2s")
     wd.cli("validate", check=True)
@@ -35,7 +36,7 @@ def test_three_step_sequence_runs_end_to_end_once_each_in_order(
         assert terminate(proc) == 0, wd.log()
     deliveries = smtp_server.deliveries
     assert len(deliveries) == 9, wd.log()
-    by_rcpt: dict[str, list] = defaultdict(list)
+    by_rcpt: dict[str, list[Delivery]] = defaultdict(list)
     for d in deliveries:
         assert len(d.rcpt_tos) == 1
         by_rcpt[d.rcpt_tos[0]].append(d)
@@ -72,7 +73,7 @@ def test_three_step_sequence_runs_end_to_end_once_each_in_order(
 
 
 def test_run_log_names_each_event_with_mailbox_sequence_step_and_message_id(
-    tmp_path: Path, smtp_server
+    tmp_path: Path, smtp_server: SmtpServer
 ) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, wait2="1s", wait3="1s")
     wd.cli("enroll", "three", str(prospects_csv(wd, EMAILS[:1])), check=True)

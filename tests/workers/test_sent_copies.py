@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 from tests.fixtures.dovecot import DovecotServer
+from tests.fixtures.smtp import SmtpServer
 from tests.invariants import check_invariants
 from tests.workdir import Workdir, make_workdir, prospects_csv, terminate, wait_until
 
@@ -38,7 +39,7 @@ def sent_folder(dovecot: DovecotServer) -> list[bytes]:
 
 
 def test_each_sent_message_is_appended_byte_for_byte_to_the_folder_marked_sent(
-        tmp_path: Path, smtp_server, dovecot: DovecotServer) -> None:
+        tmp_path: Path, smtp_server: SmtpServer, dovecot: DovecotServer) -> None:
     wd = with_imap(tmp_path, smtp_server.port, dovecot, "")  # save_sent: auto, no preset
     wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com", "bo@example.org"])),
            check=True)
@@ -53,7 +54,7 @@ def test_each_sent_message_is_appended_byte_for_byte_to_the_folder_marked_sent(
 
 
 def test_save_sent_never_and_a_server_that_saves_by_itself_append_nothing(
-        tmp_path: Path, smtp_server, dovecot: DovecotServer) -> None:
+        tmp_path: Path, smtp_server: SmtpServer, dovecot: DovecotServer) -> None:
     for extra in ("    save_sent: never\n", "    saves_sent: true\n"):
         wd = with_imap(tmp_path / extra.split(":")[0].strip(), smtp_server.port, dovecot,
                        extra)
@@ -61,14 +62,14 @@ def test_save_sent_never_and_a_server_that_saves_by_itself_append_nothing(
         proc = wd.start("run")
         try:
             smtp_server.wait_for(3 if "never" in extra else 6, timeout=30)
-            wait_until(lambda w=wd: all(s["state"] == "completed" for s in w.status()), 10,
+            wait_until(lambda: all(s["state"] == "completed" for s in wd.status()), 10,  # noqa: B023
                        "completed")
         finally:
             assert terminate(proc) == 0, wd.log()
     assert sent_folder(dovecot) == []
 
 
-def crash_after_the_250(wd: Workdir, smtp_server) -> None:  # type: ignore[no-untyped-def]
+def crash_after_the_250(wd: Workdir, smtp_server: SmtpServer) -> None:
     wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com"])), check=True)
     crashed = wd.start("run", extra_env={"SEQUENCER_TEST_CRASH_AT": "after_250"})
     assert crashed.wait(timeout=30) == -signal.SIGKILL
@@ -76,7 +77,7 @@ def crash_after_the_250(wd: Workdir, smtp_server) -> None:  # type: ignore[no-un
 
 
 def test_an_unknown_step_found_in_sent_counts_as_sent_and_the_sequence_goes_on(
-        tmp_path: Path, smtp_server, dovecot: DovecotServer) -> None:
+        tmp_path: Path, smtp_server: SmtpServer, dovecot: DovecotServer) -> None:
     # A server that files submitted mail in Sent by itself (as Gmail does): the test files
     # the delivered bytes there, as that server would have.
     wd = with_imap(tmp_path, smtp_server.port, dovecot, "    saves_sent: true\n")
@@ -100,7 +101,7 @@ def test_an_unknown_step_found_in_sent_counts_as_sent_and_the_sequence_goes_on(
 
 
 def test_an_unknown_step_missing_from_sent_stays_flagged_after_the_grace_period(
-        tmp_path: Path, smtp_server, dovecot: DovecotServer) -> None:
+        tmp_path: Path, smtp_server: SmtpServer, dovecot: DovecotServer) -> None:
     # save_sent: always, but the crash came before the copy: Sent never gets it.
     wd = with_imap(tmp_path, smtp_server.port, dovecot,
                    "    save_sent: always\n    sent_grace: 3s\n")

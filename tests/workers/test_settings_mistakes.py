@@ -5,34 +5,34 @@ Through the engine with an injected clock, against the aiosmtpd ledger."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Row, select
 
 from sequencer.store.schema import enrollments, events, sends, suppressions
 from sequencer.usecases.importing import control, run_enroll
+from tests.fixtures.smtp import SmtpServer
 from tests.harness import Clock, Engine
 from tests.invariants import check_invariants
 from tests.workdir import Workdir, make_workdir, prospects_csv
 
 
 @pytest.fixture
-def wd(tmp_path: Path, smtp_server) -> Workdir:  # type: ignore[no-untyped-def]
+def wd(tmp_path: Path, smtp_server: SmtpServer) -> Workdir:
     return make_workdir(tmp_path, smtp_server.port, wait2="1d", wait3="1d")
 
 
 def enroll(engine: Engine, emails: list[str]) -> None:
-    csv = prospects_csv(engine.wd, emails)  # type: ignore[attr-defined]
+    csv = prospects_csv(engine.wd, emails)
     assert run_enroll(engine.app, "three", csv, progress=False).enrolled == len(emails)
 
 
 def start(wd: Workdir, clock: Clock | None = None) -> Engine:
-    engine = Engine(wd, clock)
-    engine.wd = wd  # type: ignore[attr-defined]
-    return engine
+    return Engine(wd, clock)
 
 
-def state_of(engine: Engine, email: str):  # type: ignore[no-untyped-def]
+def state_of(engine: Engine, email: str) -> Row[Any]:
     with engine.app.store.read() as conn:
         return conn.execute(select(enrollments).where(enrollments.c.email == email)).one()
 
@@ -43,7 +43,7 @@ def events_of(engine: Engine, email: str) -> list[str]:
                                  .order_by(events.c.id)))
 
 
-def delivered(smtp_server, email: str) -> list[str]:  # type: ignore[no-untyped-def]
+def delivered(smtp_server: SmtpServer, email: str) -> list[str]:
     return [str(d.message["Subject"]) for d in smtp_server.deliveries if d.rcpt_tos == [email]]
 
 
@@ -53,7 +53,7 @@ def resume(engine: Engine, email: str) -> None:
 
 
 def test_a_template_that_fails_for_one_prospect_at_send_time_pauses_it_and_resume_sends(
-        wd: Workdir, smtp_server) -> None:
+        wd: Workdir, smtp_server: SmtpServer) -> None:
     wd.write("templates/reminder.txt.j2", "Subject: Reminder for {{ first_name }}\n\n"
              "{% if first_name == 'Bo' %}{{ 1 // 0 }}{% endif %}Just a reminder.\n")
     engine = start(wd)
@@ -101,7 +101,7 @@ def test_a_template_that_fails_for_one_prospect_at_send_time_pauses_it_and_resum
     ("MAIL", "530 Authentication required"),
 ])
 def test_a_server_that_refuses_us_not_the_prospect_pauses_never_fails(
-        wd: Workdir, smtp_server, stage: str, reply: str) -> None:
+        wd: Workdir, smtp_server: SmtpServer, stage: str, reply: str) -> None:
     engine = start(wd)
     try:
         enroll(engine, ["ann@example.com"])
@@ -123,7 +123,8 @@ def test_a_server_that_refuses_us_not_the_prospect_pauses_never_fails(
         engine.close()
 
 
-def test_the_prospects_own_refusals_still_bounce_or_fail(wd: Workdir, smtp_server) -> None:
+def test_the_prospects_own_refusals_still_bounce_or_fail(
+        wd: Workdir, smtp_server: SmtpServer) -> None:
     smtp_server.reject_rcpt("ann@example.com", "550 5.1.1 No such user")
     smtp_server.reject_rcpt("bo@example.com", "552 5.2.2 Mailbox disabled")
     engine = start(wd)
@@ -137,7 +138,7 @@ def test_the_prospects_own_refusals_still_bounce_or_fail(wd: Workdir, smtp_serve
 
 
 def test_a_mailbox_gone_from_the_settings_pauses_its_enrollments_until_it_is_back(
-        wd: Workdir, smtp_server) -> None:
+        wd: Workdir, smtp_server: SmtpServer) -> None:
     engine = start(wd)
     try:
         enroll(engine, ["ann@example.com"])
@@ -167,7 +168,8 @@ def test_a_mailbox_gone_from_the_settings_pauses_its_enrollments_until_it_is_bac
         engine.close()
 
 
-def test_a_step_removed_under_an_active_enrollment_pauses_it(wd: Workdir, smtp_server) -> None:
+def test_a_step_removed_under_an_active_enrollment_pauses_it(
+        wd: Workdir, smtp_server: SmtpServer) -> None:
     engine = start(wd)
     try:
         enroll(engine, ["ann@example.com"])
@@ -200,7 +202,7 @@ def test_a_step_removed_under_an_active_enrollment_pauses_it(wd: Workdir, smtp_s
 
 
 def test_columns_stored_before_names_were_reserved_never_hide_a_template_name(
-        wd: Workdir, smtp_server) -> None:
+        wd: Workdir, smtp_server: SmtpServer) -> None:
     wd.write("templates/thank_you.txt.j2", "Subject: Hi {{ first_name }}\n\n"
              "{% for i in range(3) %}{{ i }}{% endfor %} from {{ sender }}\n")
     engine = start(wd)
@@ -212,7 +214,8 @@ def test_columns_stored_before_names_were_reserved_never_hide_a_template_name(
                 "sender": "Mallory", "loop": "x"}))
         assert engine.step() == 1
         (delivery,) = smtp_server.deliveries
-        assert delivery.message.get_body(("plain",)).get_content().rstrip() == "012 from Dana Reyes"
+        plain = delivery.message.get_body(("plain",))
+        assert plain is not None and plain.get_content().rstrip() == "012 from Dana Reyes"
         assert state_of(engine, "ann@example.com").state == "active"
     finally:
         engine.close()

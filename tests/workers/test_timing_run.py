@@ -8,6 +8,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from tests.fixtures.smtp import SmtpServer
 from tests.timetravel import Driver, SteppedClock
 from tests.workdir import Workdir, make_workdir, terminate
 
@@ -40,7 +41,7 @@ def start(tmp_path: Path, port: int, sequence: str) -> tuple[Workdir, SteppedClo
 
 
 def test_pacing_through_run_keeps_min_gap_and_max_per_week_across_two_sequences(
-    tmp_path: Path, smtp_server
+    tmp_path: Path, smtp_server: SmtpServer
 ) -> None:
     # Each sequence alone would mail every 6 hours; both say min_gap 1d, max_per_week 2.
     wd, clock = start(tmp_path, smtp_server.port,
@@ -111,7 +112,7 @@ SUBJECT_STEP = {"Thanks": "thank-you", "Reminder": "reminder", "New": "new-infor
 
 
 def test_plan_json_agrees_with_what_run_then_sends_to_the_second(
-    tmp_path: Path, smtp_server
+    tmp_path: Path, smtp_server: SmtpServer
 ) -> None:
     wd, clock = start(tmp_path, smtp_server.port, PLANNED)
     wd.write("prospects.csv", ROWS)

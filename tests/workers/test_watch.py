@@ -14,13 +14,23 @@ from sequencer.mail.watching import Inbound
 from sequencer.store.schema import enrollments, events
 from sequencer.usecases import receiving
 from sequencer.usecases.importing import control, run_enroll
+from tests.fixtures.dovecot import DovecotServer
+from tests.fixtures.smtp import Delivery, SmtpServer
 from tests.harness import Engine
 from tests.invariants import check_invariants
 from tests.mail.imap.test_watcher import deliver_to_maildir
-from tests.workdir import make_workdir, prospects_csv, terminate, wait_for_watcher, wait_until
+from tests.workdir import (
+    Workdir,
+    make_workdir,
+    prospects_csv,
+    terminate,
+    wait_for_watcher,
+    wait_until,
+)
 
 
-def imap_workdir(tmp_path: Path, smtp_port: int, dovecot, wait2: str = "3s"):  # type: ignore[no-untyped-def]
+def imap_workdir(tmp_path: Path, smtp_port: int, dovecot: DovecotServer,
+                 wait2: str = "3s") -> Workdir:
     wd = make_workdir(
         tmp_path, smtp_port, wait2=wait2, wait3="1h",
         extra="imap_idle: 30s\nimap_timeout: 5s\n",
@@ -30,7 +40,7 @@ def imap_workdir(tmp_path: Path, smtp_port: int, dovecot, wait2: str = "3s"):  #
     return wd
 
 
-def reply_to(delivery, body: str = "Sounds good, let's talk Thursday.",  # type: ignore[no-untyped-def]
+def reply_to(delivery: Delivery, body: str = "Sounds good, let's talk Thursday.",
              extra_headers: str = "", subject: str | None = None) -> bytes:
     msg = delivery.message
     rcpt = delivery.rcpt_tos[0]
@@ -45,7 +55,7 @@ def reply_to(delivery, body: str = "Sounds good, let's talk Thursday.",  # type:
 
 
 def test_w1_a_reply_appended_during_idle_halts_the_sequence_before_its_next_step(
-        tmp_path: Path, smtp_server, dovecot) -> None:
+        tmp_path: Path, smtp_server: SmtpServer, dovecot: DovecotServer) -> None:
     wd = imap_workdir(tmp_path, smtp_server.port, dovecot, wait2="4s")
     wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com", "bo@example.com"])),
            check=True)
@@ -71,7 +81,7 @@ def test_w1_a_reply_appended_during_idle_halts_the_sequence_before_its_next_step
 
 
 def test_w2_a_reply_that_arrives_while_dovecot_is_down_is_found_on_reconnect(
-        tmp_path: Path, smtp_server, dovecot) -> None:
+        tmp_path: Path, smtp_server: SmtpServer, dovecot: DovecotServer) -> None:
     wd = imap_workdir(tmp_path, smtp_server.port, dovecot, wait2="8s")
     wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com"])), check=True)
     dovecot.append(b"From: news@example.net\r\nSubject: hello\r\n\r\nnot for us\r\n")
@@ -89,7 +99,7 @@ def test_w2_a_reply_that_arrives_while_dovecot_is_down_is_found_on_reconnect(
 
 
 def test_an_out_of_office_never_halts_and_its_return_date_delays_the_next_step(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, wait2="2d", wait3="1w")
     engine = Engine(wd)
     try:
@@ -118,7 +128,7 @@ def test_an_out_of_office_never_halts_and_its_return_date_delays_the_next_step(
         engine.close()
 
 
-def postfix_delayed(delivery) -> bytes:  # type: ignore[no-untyped-def]
+def postfix_delayed(delivery: Delivery) -> bytes:
     """Postfix's "Delayed Mail (still being retried)" warning about ``delivery``."""
     rcpt = delivery.rcpt_tos[0]
     return (
@@ -139,7 +149,7 @@ def postfix_delayed(delivery) -> bytes:  # type: ignore[no-untyped-def]
 
 
 def test_a_delayed_mail_warning_is_its_own_event_never_a_bounce(tmp_path: Path,
-                                                                 smtp_server) -> None:
+                                                                 smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port)
     engine = Engine(wd)
     try:
@@ -157,7 +167,8 @@ def test_a_delayed_mail_warning_is_its_own_event_never_a_bounce(tmp_path: Path,
         engine.close()
 
 
-def test_our_own_sent_mail_in_the_folder_is_never_a_reply(tmp_path: Path, smtp_server) -> None:
+def test_our_own_sent_mail_in_the_folder_is_never_a_reply(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port)
     engine = Engine(wd)
     try:
@@ -171,7 +182,7 @@ def test_our_own_sent_mail_in_the_folder_is_never_a_reply(tmp_path: Path, smtp_s
         engine.close()
 
 
-def test_the_same_reply_seen_twice_is_handled_once(tmp_path: Path, smtp_server) -> None:
+def test_the_same_reply_seen_twice_is_handled_once(tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port)
     engine = Engine(wd)
     try:
@@ -186,8 +197,8 @@ def test_the_same_reply_seen_twice_is_handled_once(tmp_path: Path, smtp_server) 
         engine.close()
 
 
-def test_an_unsubscribe_reply_halts_and_suppresses_across_sequences(tmp_path: Path,
-                                                                    smtp_server) -> None:
+def test_an_unsubscribe_reply_halts_and_suppresses_across_sequences(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, extra="max_active_sequences: 2\n")
     wd.write("sequences/other.yaml", "name: other\nmailbox: sales\nsteps:\n"
              "  - {name: a, template: reminder, wait: 1d}\n")
@@ -215,7 +226,7 @@ def test_an_unsubscribe_reply_halts_and_suppresses_across_sequences(tmp_path: Pa
 
 
 def test_an_unsubscribe_reply_also_halts_the_addresses_paused_enrollments(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, extra="max_active_sequences: 2\n")
     wd.write("sequences/other.yaml", "name: other\nmailbox: sales\nsteps:\n"
              "  - {name: a, template: reminder, wait: 1d}\n")
@@ -251,7 +262,7 @@ def _hostile_messages() -> list[bytes]:
 
 
 def test_w6_hostile_inbound_mail_is_skipped_and_the_watcher_keeps_halting_replies(
-        tmp_path: Path, smtp_server, dovecot) -> None:
+        tmp_path: Path, smtp_server: SmtpServer, dovecot: DovecotServer) -> None:
     wd = imap_workdir(tmp_path, smtp_server.port, dovecot, wait2="6s")
     wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com"])), check=True)
     proc = wd.start("run")

@@ -26,6 +26,7 @@ from sequencer.store import webhooks as outbox
 from sequencer.store.db import Store
 from sequencer.store.schema import events, webhook_outbox
 from tests.fixtures.receiver import Received, Receiver
+from tests.fixtures.smtp import SmtpServer
 from tests.workdir import make_workdir, prospects_csv, terminate, wait_until
 
 SECRET = "whsec-0123456789abcdef-0123456789"
@@ -158,7 +159,7 @@ def _expected_ids(db: Path) -> set[str]:
 
 
 def test_run_delivers_signed_events_at_least_once_across_an_outage_and_a_restart(
-        tmp_path: Path, smtp_server, receiver: Receiver) -> None:
+        tmp_path: Path, smtp_server: SmtpServer, receiver: Receiver) -> None:
     emails = [f"p{i}@example.com" for i in range(8)]
     wd = make_workdir(
         tmp_path, smtp_server.port, sequence=ONE_STEP,

@@ -25,13 +25,14 @@ AUTO_REPLIES = {
 
 
 @pytest.mark.parametrize(("name", "back"), sorted(AUTO_REPLIES.items()))
-def test_out_of_office_sample_is_an_auto_reply_with_its_return_date(name, back):
+def test_out_of_office_sample_is_an_auto_reply_with_its_return_date(
+        name: str, back: date | None) -> None:
     verdict = classify((DATA / "autoreplies" / name).read_bytes(), own_addresses=OWN, now=NOW)
     assert (verdict.kind, verdict.subkind) == (Kind.AUTO_REPLY, "out_of_office")
     assert verdict.return_date == back
 
 
-def test_every_auto_reply_sample_is_checked():
+def test_every_auto_reply_sample_is_checked() -> None:
     assert {p.name for p in (DATA / "autoreplies").glob("*.eml")} == set(AUTO_REPLIES)
 
 
@@ -44,18 +45,18 @@ def test_every_auto_reply_sample_is_checked():
         ("Subject: Abwesenheitsnotiz", "out-of-office subject 'Abwesenheitsnotiz'"),
     ],
 )
-def test_auto_reply_markers(headers, reason):
+def test_auto_reply_markers(headers: str, reason: str) -> None:
     verdict = read(mail(f"From: sam@prospect.example\n{headers}", "Away.\n"))
     assert (verdict.kind, verdict.reason) == (Kind.AUTO_REPLY, reason)
 
 
 @pytest.mark.parametrize(
     "subject", ["Re: Vacation plans", "Re: Out of office next week?", "Re: Away from desk"])
-def test_reply_whose_subject_mentions_absence_is_still_a_reply(subject):
+def test_reply_whose_subject_mentions_absence_is_still_a_reply(subject: str) -> None:
     assert reply_with("Let's meet after that.", subject).kind is Kind.REPLY
 
 
-def test_auto_submitted_no_is_not_an_auto_reply():
+def test_auto_submitted_no_is_not_an_auto_reply() -> None:
     verdict = read(mail("From: sam@prospect.example\nAuto-Submitted: no", "Sure.\n"))
     assert verdict.kind is Kind.REPLY
 
@@ -80,7 +81,8 @@ OOO_SUBJECTS = {
 
 
 @pytest.mark.parametrize(("language", "subject"), sorted(OOO_SUBJECTS.items()))
-def test_out_of_office_subject_without_rfc3834_headers_is_an_auto_reply(language, subject):
+def test_out_of_office_subject_without_rfc3834_headers_is_an_auto_reply(
+        language: str, subject: str) -> None:
     verdict = read(mail(f"From: Sam <sam@prospect.example>\nSubject: {subject}",
                         "Danke, ich melde mich.\n"))
     assert (verdict.kind, verdict.subkind) == (Kind.AUTO_REPLY, "out_of_office"), language
@@ -118,12 +120,13 @@ OOO_BODIES = {
 
 
 @pytest.mark.parametrize(("language", "text"), sorted(OOO_BODIES.items()))
-def test_out_of_office_body_without_headers_or_subject_is_an_auto_reply(language, text):
+def test_out_of_office_body_without_headers_or_subject_is_an_auto_reply(
+        language: str, text: str) -> None:
     verdict = reply_with(text)
     assert (verdict.kind, verdict.subkind) == (Kind.AUTO_REPLY, "out_of_office"), language
 
 
-def test_there_are_out_of_office_samples_in_at_least_twenty_languages():
+def test_there_are_out_of_office_samples_in_at_least_twenty_languages() -> None:
     assert len(OOO_BODIES) >= 20 and len(OOO_SUBJECTS) >= 20
 
 
@@ -134,7 +137,7 @@ def test_there_are_out_of_office_samples_in_at_least_twenty_languages():
      "Thanks! I was on vacation last week, sorry for the late answer. Yes, send the quote.",
      "Your automatic reply system is great, how much does it cost?"],
 )
-def test_a_person_who_mentions_an_absence_is_still_a_reply(text):
+def test_a_person_who_mentions_an_absence_is_still_a_reply(text: str) -> None:
     assert reply_with(text).kind is Kind.REPLY
 
 
@@ -161,12 +164,12 @@ Disposition: manual-action/MDN-sent-manually; displayed
 """
 
 
-def test_an_rfc3798_read_receipt_is_an_mdn_not_a_reply():
+def test_an_rfc3798_read_receipt_is_an_mdn_not_a_reply() -> None:
     verdict = read(MDN.encode())
     assert (verdict.kind, verdict.subkind) == (Kind.AUTO_REPLY, "mdn")
 
 
-def test_an_outlook_read_receipt_without_a_report_is_an_mdn():
+def test_an_outlook_read_receipt_without_a_report_is_an_mdn() -> None:
     raw = mail("From: Sam <sam@prospect.example>\nSubject: Read: Thanks for stopping by",
                "Your message\n\n  To: Sam\n  Subject: Thanks for stopping by\n\n"
                "was read on 20/11/2025 12:00.\n")
@@ -181,7 +184,7 @@ def test_an_outlook_read_receipt_without_a_report_is_an_mdn():
      "that you are a human, click https://boxbe.example/approve",
      "This address is protected by SpamArrest. Please verify you are a real person."],
 )
-def test_challenge_response_is_an_auto_reply_never_a_reply_or_a_bounce(text):
+def test_challenge_response_is_an_auto_reply_never_a_reply_or_a_bounce(text: str) -> None:
     verdict = read(mail("From: Sam <sam@prospect.example>\nSubject: Re: Thanks for stopping by",
                         text))
     assert (verdict.kind, verdict.subkind, verdict.bounce) == (
@@ -198,18 +201,19 @@ def test_challenge_response_is_an_auto_reply_never_a_reply_or_a_bounce(text):
      ("[AUTO GENERATED] Your message was received", "Please do not reply to this email."),
      ("Request received: Thanks for stopping by", "We've received your email.")],
 )
-def test_helpdesk_acknowledgements_and_notifications_are_auto_generated(subject, text):
+def test_helpdesk_acknowledgements_and_notifications_are_auto_generated(
+        subject: str, text: str) -> None:
     verdict = read(mail(f"From: Support <support@prospect.example>\nSubject: {subject}", text))
     assert (verdict.kind, verdict.subkind) == (Kind.AUTO_REPLY, "auto_generated")
 
 
-def test_auto_generated_header_without_out_of_office_words_is_auto_generated():
+def test_auto_generated_header_without_out_of_office_words_is_auto_generated() -> None:
     verdict = read(mail("From: robot@prospect.example\nAuto-Submitted: auto-generated\n"
                         "Subject: Your order has shipped", "It ships today.\n"))
     assert (verdict.kind, verdict.subkind) == (Kind.AUTO_REPLY, "auto_generated")
 
 
-def test_apple_mail_one_tap_unsubscribe_with_auto_submitted_is_an_unsubscribe():
+def test_apple_mail_one_tap_unsubscribe_with_auto_submitted_is_an_unsubscribe() -> None:
     raw = mail("From: Sam <sam@prospect.example>\nTo: dana@example.com\nSubject: unsubscribe\n"
                "Auto-Submitted: auto-generated", "")
     verdict = read(raw)
@@ -217,6 +221,6 @@ def test_apple_mail_one_tap_unsubscribe_with_auto_submitted_is_an_unsubscribe():
     assert "Auto-Submitted" in verdict.reason
 
 
-def test_an_out_of_office_keeps_its_return_date_from_the_body():
+def test_an_out_of_office_keeps_its_return_date_from_the_body() -> None:
     verdict = reply_with("I am out of the office until 1 December with no access to email.")
     assert verdict.return_date == date(2025, 12, 1)

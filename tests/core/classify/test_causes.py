@@ -52,18 +52,19 @@ from tests.core.classify.mails import dsn, read
         ("5.3.0", "553 5.3.0 Internal System Error", "systemerror", "soft"),
     ],
 )
-def test_cause_and_severity_follow_the_words_and_the_status(status, diagnostic, cause, severity):
+def test_cause_and_severity_follow_the_words_and_the_status(
+        status: str, diagnostic: str, cause: str, severity: str) -> None:
     found = cause_of(status, diagnostic, "failed", command_of(diagnostic), True)
     assert found == cause
     assert severity_of(found, status, diagnostic, "failed") == severity
 
 
-def test_a_sender_side_dsn_is_a_soft_bounce_that_does_not_suppress():
+def test_a_sender_side_dsn_is_a_soft_bounce_that_does_not_suppress() -> None:
     verdict = read(dsn(status="5.7.1", diagnostic="550 5.7.1 SPF check failed for example.com"))
     assert (verdict.kind, verdict.bounce, verdict.cause) == (Kind.BOUNCE, "soft", "authfailure")
 
 
-def test_a_delayed_or_relayed_action_is_never_hard():
+def test_a_delayed_or_relayed_action_is_never_hard() -> None:
     assert severity_of("userunknown", "5.1.1", "", "delayed") == "soft"
 
 
@@ -75,11 +76,11 @@ def test_a_delayed_or_relayed_action_is_never_hard():
      ("said: 554 no thanks (in reply to end of DATA command)", "DATA"),
      ("nothing said", "")],
 )
-def test_the_refused_command_is_read_from_the_transcript(text, command):
+def test_the_refused_command_is_read_from_the_transcript(text: str, command: str) -> None:
     assert command_of(text) == command
 
 
-def test_about_keeps_the_block_of_the_recipient_asked_for():
+def test_about_keeps_the_block_of_the_recipient_asked_for() -> None:
     text = "<a@x.example>:\n550 user unknown\n\n<b@x.example>:\n552 mailbox full\n"
     assert "mailbox full" not in about(text)
     assert "user unknown" not in about(text, "b@x.example")

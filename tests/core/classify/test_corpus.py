@@ -26,7 +26,8 @@ def scores() -> dict[str, Score]:
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))
-def test_kinds_hard_soft_and_human_replies_hold_their_floors(scores, name, capsys):
+def test_kinds_hard_soft_and_human_replies_hold_their_floors(
+        scores: dict[str, Score], name: str, capsys: pytest.CaptureFixture[str]) -> None:
     found = scores[name]
     with capsys.disabled():
         print("\n" + found.line(name))

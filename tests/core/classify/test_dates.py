@@ -26,11 +26,11 @@ from tests.core.classify.mails import NOW
         ("I'll be back. On December 1 I start.", None),
     ],
 )
-def test_return_date_is_read_from_the_text(text, back):
+def test_return_date_is_read_from_the_text(text: str, back: date | None) -> None:
     assert return_date(text, NOW) == back
 
 
-def test_return_date_without_a_year_needs_now():
+def test_return_date_without_a_year_needs_now() -> None:
     assert return_date("back on December 1", None) is None
     assert return_date("back Monday", None) is None
     assert return_date("back on 2026-12-01", None) == date(2026, 12, 1)
@@ -74,15 +74,15 @@ def test_return_date_without_a_year_needs_now():
         ("Guten Morgen, ich bin im Urlaub.", None),
     ],
 )
-def test_return_date_in_more_languages_and_forms(text, back):
+def test_return_date_in_more_languages_and_forms(text: str, back: date | None) -> None:
     assert return_date(text, NOW) == back
 
 
-def test_a_single_date_with_no_words_around_it_in_an_unknown_language_is_taken():
+def test_a_single_date_with_no_words_around_it_in_an_unknown_language_is_taken() -> None:
     assert return_date("ฉันไม่อยู่ที่สำนักงาน 3/12/2025", NOW) == date(2025, 12, 3)
 
 
-def test_an_out_of_office_back_on_9999_12_31_is_still_an_out_of_office():
+def test_an_out_of_office_back_on_9999_12_31_is_still_an_out_of_office() -> None:
     from sequencer.core.classify import Kind
     from tests.core.classify.mails import mail, read
 

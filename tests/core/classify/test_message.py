@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -81,7 +82,7 @@ def _long_ooo() -> bytes:
          "500k-tiny-parts", "100k-dsn-blocks", "300k-headers", "deep-json", "long-ooo", "empty",
          "binary"],
 )
-def test_hostile_message_comes_back_quickly_with_a_verdict(make):
+def test_hostile_message_comes_back_quickly_with_a_verdict(make: Callable[[], bytes]) -> None:
     raw = make()
     started = time.perf_counter()
     verdict = classify(raw, own_addresses=OWN, now=NOW)
@@ -90,19 +91,20 @@ def test_hostile_message_comes_back_quickly_with_a_verdict(make):
     assert elapsed < 5.0
 
 
-def test_hostile_message_that_breaks_the_parser_is_unrelated_and_the_core_logs_nothing(caplog):
+def test_hostile_message_that_breaks_the_parser_is_unrelated_and_the_core_logs_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG):
         verdict = classify(_deep_parts())
     assert (verdict.kind, verdict.reason) == (Kind.UNRELATED, "unparseable: RecursionError")
     assert caplog.records == []   # the watcher logs the verdict; the pure core never logs
 
 
-def test_input_is_cut_at_max_bytes():
+def test_input_is_cut_at_max_bytes() -> None:
     raw = mail("From: sam@prospect.example", "Thanks!\n" + "x" * 5000 + "\nunsubscribe\n")
     assert classify(raw).kind is Kind.UNSUBSCRIBE
     assert classify(raw, max_bytes=200).kind is Kind.REPLY
 
 
-def test_charset_damage_does_not_stop_a_reply_being_read():
+def test_charset_damage_does_not_stop_a_reply_being_read() -> None:
     verdict = classify(_bad_charsets(), now=NOW)
     assert (verdict.kind, verdict.sender) == (Kind.REPLY, "a@b.example")

@@ -24,11 +24,11 @@ QUOTE = "\n\nOn Mon, Dec 1, 2025 Dana <dana@example.com> wrote:\n> Hi\n"
         "Por favor, darme de baja.",
     ],
 )
-def test_unsubscribe_request_in_the_new_text_is_an_unsubscribe(body):
+def test_unsubscribe_request_in_the_new_text_is_an_unsubscribe(body: str) -> None:
     assert reply_with(body + QUOTE).kind is Kind.UNSUBSCRIBE
 
 
-def test_unsubscribe_in_the_subject_is_an_unsubscribe():
+def test_unsubscribe_in_the_subject_is_an_unsubscribe() -> None:
     assert reply_with("", subject="Re: UNSUBSCRIBE").kind is Kind.UNSUBSCRIBE
 
 
@@ -45,11 +45,11 @@ def test_unsubscribe_in_the_subject_is_an_unsubscribe():
         "Please remove the second seat from the quote.",
     ],
 )
-def test_reply_that_only_quotes_our_unsubscribe_footer_is_a_reply(body):
+def test_reply_that_only_quotes_our_unsubscribe_footer_is_a_reply(body: str) -> None:
     assert reply_with(body).kind is Kind.REPLY
 
 
-def test_new_text_drops_quoted_history():
+def test_new_text_drops_quoted_history() -> None:
     body = "Yes.\n\nOn Mon, Dec 1, 2025 at 10:00 Dana <dana@example.com>\nwrote:\n> old\n"
     assert new_text(body) == "Yes."
 
@@ -72,7 +72,7 @@ def test_new_text_drops_quoted_history():
         "send the pricing.",
     ],
 )
-def test_negated_cc_and_quoted_opt_outs_are_replies(body):
+def test_negated_cc_and_quoted_opt_outs_are_replies(body: str) -> None:
     assert reply_with(body).kind is Kind.REPLY
 
 
@@ -82,11 +82,11 @@ def test_negated_cc_and_quoted_opt_outs_are_replies(body):
      "Stop emailing me.", "Do not contact me again.", "No more emails please.",
      "How do I unsubscribe?", "Bitte tragen Sie mich aus.", "Désinscrivez-moi s'il vous plaît."],
 )
-def test_a_positive_request_is_an_unsubscribe(body):
+def test_a_positive_request_is_an_unsubscribe(body: str) -> None:
     assert reply_with(body + QUOTE).kind is Kind.UNSUBSCRIBE
 
 
-def test_a_newsletter_without_list_fields_is_not_an_unsubscribe_request():
+def test_a_newsletter_without_list_fields_is_not_an_unsubscribe_request() -> None:
     from tests.core.classify.mails import mail, read
 
     raw = mail("From: Vendor News <news@vendor.example>\nSubject: Our November news",

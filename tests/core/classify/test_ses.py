@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -33,7 +34,8 @@ def in_sns(notification: dict[str, object]) -> str:
 
 
 @pytest.mark.parametrize("wrap", [json.dumps, in_sns], ids=["email", "email-json"])
-def test_a_permanent_ses_bounce_is_hard_by_its_diagnostic_and_names_our_message(wrap):
+def test_a_permanent_ses_bounce_is_hard_by_its_diagnostic_and_names_our_message(
+        wrap: Callable[[dict[str, object]], str]) -> None:
     verdict = read(mail(HEAD, wrap(ses())))
     assert (verdict.kind, verdict.bounce, verdict.cause, verdict.recipient) == (
         Kind.BOUNCE, "hard", "userunknown", "sam@prospect.example")
@@ -42,12 +44,12 @@ def test_a_permanent_ses_bounce_is_hard_by_its_diagnostic_and_names_our_message(
 
 
 @pytest.mark.parametrize("wrap", [json.dumps, in_sns], ids=["email", "email-json"])
-def test_a_transient_ses_bounce_is_soft(wrap):
+def test_a_transient_ses_bounce_is_soft(wrap: Callable[[dict[str, object]], str]) -> None:
     verdict = read(mail(HEAD, wrap(ses(bounceType="Transient", bounceSubType="MailboxFull"))))
     assert (verdict.kind, verdict.bounce) == (Kind.BOUNCE, "soft")
 
 
-def test_a_permanent_bounce_for_a_blocked_sender_is_soft():
+def test_a_permanent_bounce_for_a_blocked_sender_is_soft() -> None:
     notice = ses(bouncedRecipients=[{"emailAddress": "sam@prospect.example", "status": "5.7.1",
                                      "diagnosticCode": "smtp; 550 5.7.1 blocked using "
                                      "zen.spamhaus.org"}])
@@ -55,18 +57,18 @@ def test_a_permanent_bounce_for_a_blocked_sender_is_soft():
     assert (verdict.bounce, verdict.cause) == ("soft", "blocked")
 
 
-def test_an_ses_complaint_in_sns_is_a_complaint():
+def test_an_ses_complaint_in_sns_is_a_complaint() -> None:
     verdict = read(mail(HEAD, in_sns(ses("Complaint"))))
     assert (verdict.kind, verdict.subkind, verdict.recipient) == (
         Kind.COMPLAINT, "ses_complaint", "sam@prospect.example")
 
 
-def test_an_ses_delivery_is_a_success_report():
+def test_an_ses_delivery_is_a_success_report() -> None:
     verdict = read(mail(HEAD, in_sns(ses("Delivery"))))
     assert (verdict.kind, verdict.subkind) == (Kind.AUTO_REPLY, "delivery_success")
 
 
-def test_the_corpus_ses_bounce_is_read_from_its_json():
+def test_the_corpus_ses_bounce_is_read_from_its_json() -> None:
     verdict = read((CORPUS / "sisimai" / "lhost-amazonses-09.eml").read_bytes())
     assert (verdict.kind, verdict.bounce) == (Kind.BOUNCE, "hard")
     assert verdict.recipient == "bounce@simulator.amazonses.com"
@@ -78,6 +80,6 @@ def test_the_corpus_ses_bounce_is_read_from_its_json():
      '{"notificationType":"Complaint","complaint":[],"mail":[]}',
      '{"Type":"Notification","Message":"not json"}'],
 )
-def test_a_notification_that_is_not_a_bounce_is_not_one(body):
+def test_a_notification_that_is_not_a_bounce_is_not_one(body: str) -> None:
     verdict = read(mail(HEAD, body))
     assert verdict.bounce is None

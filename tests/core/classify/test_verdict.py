@@ -15,25 +15,25 @@ DATA = Path(__file__).resolve().parents[2] / "data"
 
 
 @pytest.mark.parametrize("path", sorted((DATA / "replies").glob("*.eml")), ids=lambda p: p.name)
-def test_human_reply_sample_is_a_reply(path):
+def test_human_reply_sample_is_a_reply(path: Path) -> None:
     verdict = classify(path.read_bytes(), own_addresses=OWN, now=NOW)
     assert (verdict.kind, verdict.reason) == (Kind.REPLY, "human reply")
     assert verdict.sender is not None and verdict.sender == verdict.sender.lower()
     assert verdict.references and verdict.references[0].startswith("<seq-")
 
 
-def test_there_are_at_least_eight_reply_samples():
+def test_there_are_at_least_eight_reply_samples() -> None:
     assert len(list((DATA / "replies").glob("*.eml"))) >= 8
 
 
-def test_outlook_reply_with_x_auto_response_suppress_is_a_reply():
+def test_outlook_reply_with_x_auto_response_suppress_is_a_reply() -> None:
     verdict = classify((DATA / "replies" / "outlook_suppress.eml").read_bytes(), now=NOW)
     assert verdict.kind is Kind.REPLY
     assert verdict.sender == "kate.obrien@corp.example"
     assert verdict.message_id == "<DM6PR11MB4321ABCDEF@DM6PR11MB4321.namprd11.prod.outlook.com>"
 
 
-def test_our_own_sent_mail_is_unrelated_whatever_the_case_of_the_address():
+def test_our_own_sent_mail_is_unrelated_whatever_the_case_of_the_address() -> None:
     raw = mail("From: Dana Reyes <Dana@Example.com>\nSubject: Re: hello", "unsubscribe\n")
     verdict = classify(raw, own_addresses=frozenset({"DANA@example.com"}))
     assert (verdict.kind, verdict.reason) == (Kind.UNRELATED, "from our own address")
@@ -48,16 +48,16 @@ def test_our_own_sent_mail_is_unrelated_whatever_the_case_of_the_address():
          "newsletter (List-Unsubscribe)"),
     ],
 )
-def test_mailing_lists_and_newsletters_are_unrelated(headers, reason):
+def test_mailing_lists_and_newsletters_are_unrelated(headers: str, reason: str) -> None:
     verdict = read(mail(f"From: news@vendor.example\n{headers}\nSubject: Weekly news"))
     assert (verdict.kind, verdict.reason) == (Kind.UNRELATED, reason)
 
 
-def test_message_without_a_sender_is_unrelated():
+def test_message_without_a_sender_is_unrelated() -> None:
     assert read(mail("Subject: who?")).reason == "no sender address"
 
 
-def test_verdict_as_dict_is_json_ready_and_carries_what_the_effect_side_needs():
+def test_verdict_as_dict_is_json_ready_and_carries_what_the_effect_side_needs() -> None:
     verdict = classify((DATA / "autoreplies" / "gmail_vacation.eml").read_bytes(), now=NOW)
     data = json.loads(json.dumps(verdict.as_dict("gmail_vacation.eml")))
     assert data["file"] == "gmail_vacation.eml"

@@ -59,8 +59,9 @@ async def test_a_named_sent_folder_wins(dovecot: DovecotServer) -> None:
 
 
 def test_list_lines_are_read_with_quoted_and_literal_names() -> None:
-    lines = [b'(\\HasNoChildren \\Sent) "/" "Sent Items"', b'(\\Drafts) "." Drafts',
-             b'(\\Sent) "/" {4}', bytearray(b"Sent"), b"LIST completed"]
+    lines: list[bytes | bytearray] = [
+        b'(\\HasNoChildren \\Sent) "/" "Sent Items"', b'(\\Drafts) "." Drafts',
+        b'(\\Sent) "/" {4}', bytearray(b"Sent"), b"LIST completed"]
     assert sent.parse_list(lines) == [
         (frozenset({"\\hasnochildren", "\\sent"}), "Sent Items"),
         (frozenset({"\\drafts"}), "Drafts"), (frozenset({"\\sent"}), "Sent")]
