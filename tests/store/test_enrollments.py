@@ -181,7 +181,8 @@ def test_an_import_into_a_postgresql_without_statistics_analyzes_after_its_first
     wd, app = workspace(tmp_path, database=pg_database_url)
     seen: list[str] = []
 
-    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+    def record(conn: object, cursor: object, statement: str, parameters: object,
+               context: object, executemany: bool) -> None:
         if statement.startswith(("ANALYZE", "INSERT INTO enrollments")):
             seen.append(statement.split(" (")[0])
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,8 +20,9 @@ from sequencer.mail.watching import Health, HealthState
 from sequencer.store import health, outcomes
 from sequencer.store.db import Store
 from sequencer.store.limits import MailboxLimits
-from sequencer.store.status import Watched, mailbox_rows
+from sequencer.store.status import MailboxRow, Watched, mailbox_rows
 from sequencer.usecases.sending import mailbox_limits
+from tests.fixtures.smtp import SmtpServer
 from tests.harness import Clock, Engine
 from tests.store.test_limits import ONE, enroll
 from tests.workdir import make_workdir
@@ -30,12 +32,12 @@ IMAP = Watched(MailboxLimits(daily=50), watched=True, silent_after_s=60.0)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     url = (f"sqlite:///{tmp_path / 'health.db'}" if request.param == "sqlite"
            else request.getfixturevalue("pg_database_url"))
     made = Store(url)
     made.create()
-    yield made  # type: ignore[misc]
+    yield made
     made.dispose()
 
 
@@ -44,7 +46,7 @@ def watching(answer_ago_s: float = 1.0) -> Health:
                   last_answer_at=T0 - timedelta(seconds=answer_ago_s), cursor_lag=0)
 
 
-def one(store: Store, box: Watched, now: datetime, name: str = "sales"):  # type: ignore[no-untyped-def]
+def one(store: Store, box: Watched, now: datetime, name: str = "sales") -> MailboxRow:
     (row,) = mailbox_rows(store, {name: box}, now)
     return row
 
@@ -120,7 +122,7 @@ def test_a_pause_for_credentials_is_auth_needed_and_any_other_pause_is_paused(
 
 
 def test_sends_today_count_the_mailbox_s_own_day_as_the_limit_does(
-        tmp_path: Path, smtp_server) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     # 10:30 UTC is 23:30 in Auckland (NZDT, +13): the mailbox's day ends in 30 minutes.
     clock = Clock(datetime(2026, 11, 23, 10, 30, tzinfo=UTC))
     wd = make_workdir(tmp_path, smtp_server.port, sequence=ONE,
@@ -142,7 +144,7 @@ def test_sends_today_count_the_mailbox_s_own_day_as_the_limit_does(
 
 
 def test_a_report_that_fails_is_logged_and_never_raises(
-        tmp_path: Path, smtp_server, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture) -> None:
     from workers.watch import Reporter
 
     wd = make_workdir(tmp_path, smtp_server.port)

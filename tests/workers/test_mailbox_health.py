@@ -8,6 +8,9 @@ stopped or stale, never as watching."""
 
 from __future__ import annotations
 
+from tests.fixtures.smtp import SmtpServer
+from tests.fixtures.dovecot import DovecotServer
+from collections.abc import Callable
 import json
 import signal
 import time
@@ -27,7 +30,7 @@ from tests.workdir import (
 from tests.workers.test_watch import reply_to
 
 
-def health_workdir(tmp_path: Path, smtp_port: int, imap_port: int, dovecot,  # type: ignore[no-untyped-def]
+def health_workdir(tmp_path: Path, smtp_port: int, imap_port: int, dovecot: DovecotServer,
                    *, idle: str = "30s", timeout: str = "5s", wait2: str = "1h") -> Workdir:
     wd = make_workdir(
         tmp_path, smtp_port, wait2=wait2, wait3="1h",
@@ -65,7 +68,7 @@ def at(text: str | None) -> datetime:
 
 
 def test_a_healthy_watcher_shows_its_last_answer_cursor_lag_and_sends_today(
-        tmp_path: Path, smtp_server, dovecot) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, smtp_server: SmtpServer, dovecot: DovecotServer) -> None:
     wd = health_workdir(tmp_path, smtp_server.port, dovecot.port, dovecot)
     before = mailboxes(wd)["sales"]
     assert (before["state"], before["healthy"]) == ("no_report", False)
@@ -98,7 +101,7 @@ def test_a_healthy_watcher_shows_its_last_answer_cursor_lag_and_sends_today(
 
 
 def test_a_watcher_killed_without_a_word_reads_as_stale_not_watching(
-        tmp_path: Path, smtp_server, dovecot) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, smtp_server: SmtpServer, dovecot: DovecotServer) -> None:
     wd = health_workdir(tmp_path, smtp_server.port, dovecot.port, dovecot)
     proc = wd.start("run")
     try:
@@ -114,7 +117,7 @@ def test_a_watcher_killed_without_a_word_reads_as_stale_not_watching(
 
 
 def test_a_silent_server_shows_unhealthy_within_idle_plus_timeout_and_recovers(
-        tmp_path: Path, smtp_server, dovecot, tcp_proxy) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, smtp_server: SmtpServer, dovecot: DovecotServer, tcp_proxy: Callable[[str, int], TcpProxy]) -> None:
     proxy: TcpProxy = tcp_proxy(dovecot.host, dovecot.port)
     idle_s, timeout_s = 2.0, 2.0
     wd = health_workdir(tmp_path, smtp_server.port, proxy.port, dovecot,

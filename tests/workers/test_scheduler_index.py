@@ -4,6 +4,7 @@ query uses that index on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from tests.fixtures.smtp import SmtpServer
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def _events(engine: Engine, email: str) -> list[tuple[str, str | None]]:
 
 
 def test_suppress_halts_the_addresss_active_enrollments_at_once_and_the_tick_adds_nothing(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port)
     wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com", "bo@example.com"])),
            check=True)
@@ -50,7 +51,7 @@ def test_suppress_halts_the_addresss_active_enrollments_at_once_and_the_tick_add
 
 
 def test_a_suppressed_address_that_escaped_the_halt_is_stopped_when_due_not_swept(
-        tmp_path: Path, smtp_server) -> None:
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     """An enrollment that raced its suppression (an import on PostgreSQL not seeing the
     suppression's uncommitted row) stays until it is due: the tick does not look for it
     among the active rows. Due, it is stopped in the claim and never sent."""
@@ -95,7 +96,8 @@ def _tick_statements(app: Workspace) -> tuple[int, list[tuple[str, object]]]:
     """One scheduler tick with room for 1,000; (claimed, the statements it ran)."""
     seen: list[tuple[str, object]] = []
 
-    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+    def record(conn: object, cursor: object, statement: str, parameters: object,
+               context: object, executemany: bool) -> None:
         if not executemany:
             seen.append((statement, parameters))
 

@@ -3,6 +3,7 @@ last answered, how far the cursor is behind, and a silent server seen as silent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import asyncio
 import logging
 import time
@@ -70,7 +71,7 @@ async def test_each_idle_refresh_is_an_answer(
 
 
 async def test_a_silent_server_is_silent_within_idle_plus_timeout_then_recovers(
-    dovecot: DovecotServer, account: ImapAccount, tcp_proxy,  # type: ignore[no-untyped-def]  # noqa: F811
+    dovecot: DovecotServer, account: ImapAccount, tcp_proxy: Callable[[str, int], TcpProxy],  # noqa: F811
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="sequencer.mail.imap.watcher")
