@@ -100,3 +100,21 @@ def test_status_stops_quietly_when_its_reader_goes_away(tmp_path: Path) -> None:
     proc.stderr.close()
     assert header.startswith(b"email ")
     assert code == 1 and "Traceback" not in stderr, stderr
+
+
+def test_status_mailboxes_takes_no_enrollment_filter_and_lists_every_mailbox(
+        tmp_path: Path, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    wd = make_workdir(tmp_path, smtp_server.port, mailbox_extra="    daily_limit: 7\n")
+    for extra in (["--email", "ann@example.com"], ["--summary"], ["--state", "active"],
+                  ["--sequence", "three"], ["--limit", "1"]):
+        mixed = wd.cli("status", "--mailboxes", *extra)
+        assert mixed.returncode == 2 and "--mailboxes shows every mailbox" in mixed.stderr
+        assert mixed.stdout == ""
+    (sales,) = json.loads(wd.cli("status", "--mailboxes", "--json", check=True).stdout)
+    assert list(sales) == ["mailbox", "state", "healthy", "detail", "last_answer_at",
+                           "last_error", "last_error_at", "cursor_lag", "sends_today",
+                           "daily_limit", "reported_at", "reported_state", "since"]
+    assert (sales["mailbox"], sales["state"], sales["healthy"]) == ("sales", "not_watched", True)
+    assert (sales["sends_today"], sales["daily_limit"], sales["cursor_lag"]) == (0, 7, None)
+    text = wd.cli("status", "--mailboxes", check=True).stdout.splitlines()
+    assert text[1].split() == ["sales", "not_watched", "-", "unknown", "0/7"]
