@@ -103,7 +103,7 @@ def test_status_stops_quietly_when_its_reader_goes_away(tmp_path: Path) -> None:
 
 
 def test_status_mailboxes_takes_no_enrollment_filter_and_lists_every_mailbox(
-        tmp_path: Path, smtp_server) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, mailbox_extra="    daily_limit: 7\n")
     for extra in (["--email", "ann@example.com"], ["--summary"], ["--state", "active"],
                   ["--sequence", "three"], ["--limit", "1"]):
