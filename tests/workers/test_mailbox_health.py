@@ -8,17 +8,17 @@ stopped or stale, never as watching."""
 
 from __future__ import annotations
 
-from tests.fixtures.smtp import SmtpServer
-from tests.fixtures.dovecot import DovecotServer
-from collections.abc import Callable
 import json
 import signal
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.proxy import TcpProxy
+from tests.fixtures.smtp import SmtpServer
 from tests.workdir import (
     Workdir,
     make_workdir,
@@ -117,7 +117,8 @@ def test_a_watcher_killed_without_a_word_reads_as_stale_not_watching(
 
 
 def test_a_silent_server_shows_unhealthy_within_idle_plus_timeout_and_recovers(
-        tmp_path: Path, smtp_server: SmtpServer, dovecot: DovecotServer, tcp_proxy: Callable[[str, int], TcpProxy]) -> None:
+        tmp_path: Path, smtp_server: SmtpServer, dovecot: DovecotServer,
+        tcp_proxy: Callable[[str, int], TcpProxy]) -> None:
     proxy: TcpProxy = tcp_proxy(dovecot.host, dovecot.port)
     idle_s, timeout_s = 2.0, 2.0
     wd = health_workdir(tmp_path, smtp_server.port, proxy.port, dovecot,

@@ -3,10 +3,10 @@ last answered, how far the cursor is behind, and a silent server seen as silent.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
