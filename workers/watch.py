@@ -1,10 +1,11 @@
 """Inbox watchers: one per mailbox that has an `imap:` or `inbox: maildir:` setting.
 
-Each runs in its own thread and event loop and holds a lease on its mailbox in the
-database, so only one process watches a mailbox at a time. While it holds the lease it
-reports its health (``store.health``): at once when its state or last error changes,
-otherwise every ``REPORT_EVERY_S``, off the event loop; a failed report is logged, never
-fatal.
+All of a process's watchers share one event loop in one thread (``Watchers``), with their
+database work in a bounded thread pool. Each holds a lease on its mailbox in the database,
+so only one process watches a mailbox at a time; the process renews its leases in one
+batch (``Leases``). While it holds the lease a watcher reports its health
+(``store.health``): at once when its state or last error changes, otherwise every
+``REPORT_EVERY_S``, off the event loop; a failed report is logged, never fatal.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import os
 import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from sequencer.config import MailboxConfig, Settings
 from sequencer.errors import WatcherError
@@ -30,6 +32,8 @@ from sequencer.workspace import Workspace
 logger = logging.getLogger(__name__)
 
 LEASE_S = 60.0
+#: Threads for the watchers' database work, however many mailboxes there are.
+DB_THREADS = 4
 
 
 #: How often a watcher polls a server without IDLE.
@@ -48,7 +52,8 @@ def silent_after_s(settings: Settings) -> float:
 def make_watcher(app: Workspace, mailbox: MailboxConfig, cursors: store_inbound.DbCursorStore
                  ) -> Watcher | None:
     async def handler(message: Inbound) -> None:
-        receiving.handle(app, mailbox.name, message)
+        # Database work: in the loop's bounded pool, never on the loop the watchers share.
+        await asyncio.to_thread(receiving.handle, app, mailbox.name, message)
 
     if mailbox.imap is not None:
         cfg = mailbox.imap
@@ -64,33 +69,6 @@ def make_watcher(app: Workspace, mailbox: MailboxConfig, cursors: store_inbound.
     if mailbox.inbox is not None:
         return MaildirWatcher(mailbox.name, mailbox.inbox, cursors, handler)
     return None
-
-
-async def _watch(app: Workspace, mailbox: MailboxConfig, stop: threading.Event) -> None:
-    """Supervise one mailbox's watcher: take the lease, run, and start again after any
-    failure (a lost lease, a database error) with a capped backoff, until ``stop``."""
-    owner = f"{socket.gethostname()}:{os.getpid()}:{mailbox.name}"
-    backoff = 1.0
-    while not stop.is_set():
-        try:
-            await _watch_once(app, mailbox, stop, owner)
-            backoff = 1.0
-        except Exception:
-            logger.exception("watcher for mailbox %s failed; starting it again in %.0f s",
-                             mailbox.name, backoff)
-        if stop.is_set():
-            break
-        await _sleep_unless(stop, backoff)
-        backoff = min(backoff * 2, 30.0)
-    with contextlib.suppress(Exception):
-        store_inbound.drop_lease(app.store, mailbox.name, owner)
-
-
-async def _sleep_unless(stop: threading.Event, seconds: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not stop.is_set() and loop.time() < deadline:
-        await asyncio.sleep(0.1)
 
 
 class Reporter:
@@ -142,82 +120,188 @@ class Reporter:
             return
         self._written, self._written_at, self._lag = key, now, health.cursor_lag
 
-    async def keep_reporting(self, done: asyncio.Event) -> None:
-        while not done.is_set():
-            await self.report()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), self.CHECK_S)
 
+class Leases:
+    """The mailbox leases this process holds, renewed together: one statement every
+    ``LEASE_S / 3`` for all of them, not a poll per mailbox. A lease another process took
+    over (after it ran out) is lost at once; one that could not be renewed (a database
+    error) is lost when ``LEASE_S * 0.8`` passed since its last renewal. A lost lease sets
+    its watcher's ``done`` event."""
 
-def _try_lease(app: Workspace, name: str, owner: str) -> bool:
-    try:
-        return store_inbound.hold_lease(app.store, name, owner, app.clock(), LEASE_S)
-    except Exception:
-        logger.warning("cannot renew the lease on mailbox %s", name, exc_info=True)
-        return False
+    RETRY_S = 5.0
 
+    def __init__(self, app: Workspace, owner: str) -> None:
+        self._app = app
+        self.owner = owner
+        self._held: dict[str, tuple[asyncio.Event, float]] = {}  # name -> (done, renewed)
+        self._lost: set[str] = set()
 
-async def _watch_once(app: Workspace, mailbox: MailboxConfig, stop: threading.Event,
-                      owner: str) -> None:
-    cursors = store_inbound.DbCursorStore(app.store)
-    watcher = make_watcher(app, mailbox, cursors)
-    if watcher is None:
-        return
-    while not stop.is_set():  # wait for the lease
-        if _try_lease(app, mailbox.name, owner):
-            break
-        logger.info("mailbox %s is watched by another process; waiting", mailbox.name)
-        await _sleep_unless(stop, LEASE_S / 3)
-    if stop.is_set():
-        return
-    logger.info("watching mailbox %s", mailbox.name)
-    done = asyncio.Event()
-    lost = False
+    async def take(self, name: str) -> bool:
+        try:
+            return await asyncio.to_thread(store_inbound.hold_lease, self._app.store, name,
+                                           self.owner, self._app.clock(), LEASE_S)
+        except Exception:
+            logger.warning("cannot take the lease on mailbox %s", name, exc_info=True)
+            return False
 
-    async def keep_lease() -> None:
-        nonlocal lost
+    def hold(self, name: str, done: asyncio.Event) -> None:
+        self._lost.discard(name)
+        self._held[name] = (done, asyncio.get_running_loop().time())
+
+    def release(self, name: str) -> bool:
+        """Stop renewing ``name``; True when it had been lost."""
+        self._held.pop(name, None)
+        lost = name in self._lost
+        self._lost.discard(name)
+        return lost
+
+    async def keep(self, stopping: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        renewed = loop.time()
-        while not done.is_set():
-            await asyncio.sleep(0.2)
-            if stop.is_set():
-                done.set()
-                return
-            if loop.time() - renewed < LEASE_S / 3:
+        wait = LEASE_S / 3
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), wait)
+            if stopping.is_set() or not self._held:
                 continue
-            if _try_lease(app, mailbox.name, owner):
-                renewed = loop.time()
-            elif loop.time() - renewed > LEASE_S * 0.8:
-                logger.warning("lost the lease on mailbox %s; its watcher stops and will "
-                               "try to take it again", mailbox.name)
-                lost = True
-                done.set()
+            names = list(self._held)
+            try:
+                renewed: set[str] | None = await asyncio.to_thread(
+                    store_inbound.renew_leases, self._app.store, names, self.owner,
+                    self._app.clock(), LEASE_S)
+            except Exception:
+                logger.warning("cannot renew the leases on mailboxes %s", ", ".join(names),
+                               exc_info=True)
+                renewed = None
+            now = loop.time()
+            wait = LEASE_S / 3 if renewed is not None else self.RETRY_S
+            for name in names:
+                held = self._held.get(name)
+                if held is None:
+                    continue
+                done, at = held
+                if renewed is not None and name in renewed:
+                    self._held[name] = (done, now)
+                elif renewed is not None or now - at > LEASE_S * 0.8:
+                    logger.warning("lost the lease on mailbox %s; its watcher stops and will "
+                                   "try to take it again", name)
+                    self._lost.add(name)
+                    self._held.pop(name, None)
+                    done.set()
 
-    lease_task = asyncio.create_task(keep_lease())
-    reporter = Reporter(app, mailbox.name, watcher)
-    report_task = asyncio.create_task(reporter.keep_reporting(done))
-    # While it holds the lease, the watcher also looks for its unknown steps in Sent.
-    resolve_task = asyncio.create_task(resolving.keep_resolving(app, mailbox.name, done))
-    try:
-        await watcher.run(done)
-    finally:
-        done.set()
-        await lease_task
-        await resolve_task
-        await report_task
-        if not lost:  # stopped: say so (after a lost lease, the new holder reports)
-            await reporter.finish()
-    if lost:
-        raise WatcherError(f"lost the lease on mailbox {mailbox.name}")
+
+class Watchers:
+    """Every mailbox watcher of this process on one event loop, in one thread.
+
+    Database work (handling a message, saving a cursor, leases, health reports) goes
+    through a bounded pool of ``db_threads`` threads, the loop's default executor; leases
+    are renewed in one batch (``Leases``) and health is checked for all mailboxes by one
+    task. So a process's threads, file descriptors and idle wake-ups do not grow with its
+    mailboxes: each mailbox costs one IMAP connection and a few tasks.
+    """
+
+    def __init__(self, app: Workspace, stop: threading.Event, *,
+                 db_threads: int = DB_THREADS) -> None:
+        self.app = app
+        self._stop = stop
+        self._db_threads = db_threads
+        owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.leases = Leases(app, owner[-64:])
+        self.stopping = asyncio.Event()
+        self.watching: dict[str, asyncio.Event] = {}
+        self.reporters: dict[str, Reporter] = {}
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=asyncio.run, args=(self._main(),), name="watchers",
+                                  daemon=True)
+        thread.start()
+        return thread
+
+    async def _main(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(self._db_threads,
+                                                     thread_name_prefix="watch-db"))
+        threading.Thread(target=self._wait_for_stop, args=(loop,), name="watchers-stop",
+                         daemon=True).start()
+        boxes = [m for m in self.app.settings.mailboxes.values()
+                 if m.imap is not None or m.inbox is not None]
+        await asyncio.gather(self.leases.keep(self.stopping), self._keep_reporting(),
+                             *(self._watch(mailbox) for mailbox in boxes))
+
+    def _wait_for_stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._stop.wait()
+        with contextlib.suppress(RuntimeError):  # the loop ended first
+            loop.call_soon_threadsafe(self._stopped)
+
+    def _stopped(self) -> None:
+        self.stopping.set()
+        for done in self.watching.values():
+            done.set()
+
+    async def sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    async def _keep_reporting(self) -> None:
+        while not self.stopping.is_set():
+            for reporter in list(self.reporters.values()):
+                await reporter.report()
+            await self.sleep(Reporter.CHECK_S)
+
+    async def _watch(self, mailbox: MailboxConfig) -> None:
+        """Supervise one mailbox's watcher: take the lease, run, and start again after any
+        failure (a lost lease, a database error) with a capped backoff, until stopped."""
+        backoff = 1.0
+        while not self.stopping.is_set():
+            try:
+                await self._watch_once(mailbox)
+                backoff = 1.0
+            except Exception:
+                logger.exception("watcher for mailbox %s failed; starting it again in %.0f s",
+                                 mailbox.name, backoff)
+            if self.stopping.is_set():
+                break
+            await self.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(store_inbound.drop_lease, self.app.store, mailbox.name,
+                                    self.leases.owner)
+
+    async def _watch_once(self, mailbox: MailboxConfig) -> None:
+        app, name = self.app, mailbox.name
+        watcher = make_watcher(app, mailbox, store_inbound.DbCursorStore(app.store))
+        if watcher is None:
+            return
+        while not self.stopping.is_set():  # wait for the lease
+            if await self.leases.take(name):
+                break
+            logger.info("mailbox %s is watched by another process; waiting", name)
+            await self.sleep(LEASE_S / 3)
+        if self.stopping.is_set():
+            return
+        logger.info("watching mailbox %s", name)
+        done = asyncio.Event()
+        self.watching[name] = done
+        self.leases.hold(name, done)
+        reporter = self.reporters[name] = Reporter(app, name, watcher)
+        # While it holds the lease, the watcher also looks for its unknown steps in Sent.
+        resolve_task = asyncio.create_task(resolving.keep_resolving(app, name, done))
+        try:
+            await watcher.run(done)
+        finally:
+            done.set()
+            lost = self.leases.release(name)
+            self.watching.pop(name, None)
+            self.reporters.pop(name, None)
+            await resolve_task
+            if not lost:  # stopped: say so (after a lost lease, the new holder reports)
+                await reporter.finish()
+        if lost:
+            raise WatcherError(f"lost the lease on mailbox {name}")
 
 
 def start_watchers(app: Workspace, stop: threading.Event) -> list[threading.Thread]:
-    threads = []
-    for mailbox in app.settings.mailboxes.values():
-        if mailbox.imap is None and mailbox.inbox is None:
-            continue
-        thread = threading.Thread(target=asyncio.run, args=(_watch(app, mailbox, stop),),
-                                  name=f"watch-{mailbox.name}", daemon=True)
-        thread.start()
-        threads.append(thread)
-    return threads
+    """One thread with every mailbox's watcher (none when no mailbox is watched)."""
+    if not any(m.imap is not None or m.inbox is not None
+               for m in app.settings.mailboxes.values()):
+        return []
+    return [Watchers(app, stop).start()]

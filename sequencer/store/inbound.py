@@ -284,3 +284,18 @@ def drop_lease(store: Store, mailbox: str, owner: str) -> None:
         conn.execute(update(mailboxes).where(mailboxes.c.name == mailbox,
                                              mailboxes.c.lease_owner == owner)
                      .values(lease_owner=None, lease_until=None))
+
+
+def renew_leases(store: Store, names: Iterable[str], owner: str, now: datetime,
+                 ttl_s: float) -> set[str]:
+    """Renew every lease ``owner`` still holds among ``names``, in one statement; returns
+    the names renewed (a missing one was taken over after it ran out)."""
+    wanted = sorted(names)
+    if not wanted:
+        return set()
+    with store.write() as conn:
+        return set(conn.scalars(
+            update(mailboxes)
+            .where(mailboxes.c.name.in_(wanted), mailboxes.c.lease_owner == owner)
+            .values(lease_until=now + timedelta(seconds=ttl_s))
+            .returning(mailboxes.c.name)))

@@ -181,8 +181,9 @@ class ImapWatcher:
     def _answered(self) -> None:
         self._health = dataclasses.replace(self._health, last_answer_at=self._clock())
 
-    def _save(self, cursor: Cursor) -> None:
-        self._cursors.save(self._name, cursor)
+    async def _save(self, cursor: Cursor) -> None:
+        # The store may block (a database): off the event loop, which other watchers share.
+        await asyncio.to_thread(self._cursors.save, self._name, cursor)
         self._last_uid = cursor.last_uid
 
     def __repr__(self) -> str:
@@ -264,7 +265,7 @@ class ImapWatcher:
             account.folder,
             uidvalidity,
         )
-        cursor = self._reconcile(uidvalidity)
+        cursor = await self._reconcile(uidvalidity)
         self._top_uid = None if connection.uidnext is None else connection.uidnext - 1
         self._become(HealthState.WATCHING)
         while not stop.is_set():
@@ -281,8 +282,8 @@ class ImapWatcher:
             self._failures = 0
             self._auth_failure = None
 
-    def _reconcile(self, uidvalidity: int) -> Cursor:
-        cursor = self._cursors.load(self._name)
+    async def _reconcile(self, uidvalidity: int) -> Cursor:
+        cursor = await asyncio.to_thread(self._cursors.load, self._name)
         self._last_uid = cursor.last_uid
         if cursor.uidvalidity == uidvalidity:
             return cursor
@@ -297,7 +298,7 @@ class ImapWatcher:
             cursor = Cursor(uidvalidity=uidvalidity, last_uid=0)
         else:
             cursor = Cursor(uidvalidity=uidvalidity, last_uid=cursor.last_uid)
-        self._save(cursor)
+        await self._save(cursor)
         return cursor
 
     async def _catch_up(
@@ -340,11 +341,11 @@ class ImapWatcher:
                 else:
                     await self._hand_over(Inbound(uid=uid, raw=raw, truncated=truncated))
                 cursor = Cursor(uidvalidity=cursor.uidvalidity, last_uid=uid)
-                self._save(cursor)
+                await self._save(cursor)
         last = uids[-1]
         if last > cursor.last_uid:  # the tail of the chunk was expunged meanwhile
             cursor = Cursor(uidvalidity=cursor.uidvalidity, last_uid=last)
-            self._save(cursor)
+            await self._save(cursor)
         return cursor
 
     async def _fetch_batch(
