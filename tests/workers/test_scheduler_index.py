@@ -4,7 +4,6 @@ query uses that index on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from tests.fixtures.smtp import SmtpServer
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from sequencer.config import load_settings
 from sequencer.store.claims import Job
 from sequencer.store.schema import enrollments, events, suppressions
 from sequencer.workspace import Workspace
+from tests.fixtures.smtp import SmtpServer
 from tests.harness import Clock, Engine
 from tests.workdir import make_workdir, prospects_csv
 from workers.scheduler import Scheduler
