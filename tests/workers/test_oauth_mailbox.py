@@ -35,7 +35,7 @@ USER = "sales@example.test"
 
 def oauth_workdir(tmp_path: Path, provider: OAuthProvider, smtp: OAuthSmtpServer,
                   dovecot: OAuthDovecotServer, sasl: str = "auto") -> Workdir:
-    wd = make_workdir(tmp_path, smtp.port, wait2="4s", wait3="1h")
+    wd = make_workdir(tmp_path, smtp.port, wait2="10s", wait3="1h")  # room for a slow start
     wd.write(
         "sequencer.yaml",
         "database: sqlite:///sequencer.db\n"
@@ -121,7 +121,7 @@ def test_auth_then_run_sends_over_oauth_and_a_reply_seen_in_idle_halts(
         oauth_dovecot.append(reply_to(ann))
         wait_until(lambda: {s["email"]: s["state"] for s in wd.status()}["ann@example.com"]
                    == "replied", 10, "ann replied")
-        oauth_smtp_server.wait_for(3, timeout=20)  # bo gets the next step
+        oauth_smtp_server.wait_for(3, timeout=40)  # bo gets the next step
         status = wd.cli("status", check=True)
         status_json = wd.cli("status", "--json", check=True)
     finally:
