@@ -14,12 +14,13 @@ from pathlib import Path
 from types import MappingProxyType
 
 from sequencer.config import MailboxConfig, Settings, load_settings
-from sequencer.core.spec import Sequence, load_sequences_skipping
+from sequencer.core.spec import Sequence, load_sequences_skipping, sequence_name
 from sequencer.errors import SpecError
 from sequencer.oauth.sources import TokenSources
 from sequencer.store import webhooks
 from sequencer.store.db import Store, utcnow
 from sequencer.templating.templates import TemplateSet
+from sequencer.usecases import renames
 
 Clock = Callable[[], datetime]
 
@@ -44,7 +45,8 @@ class Workspace:
              create: bool = True, skip_broken: bool = False) -> Workspace:
         """The working folder of the settings file (one must exist). A broken sequence file
         is an error, or with ``skip_broken`` left out and listed in ``skipped`` (for the
-        commands that only read or stop enrollments)."""
+        commands that only read or stop enrollments). Without ``skip_broken``, a sequence
+        renamed or removed under live enrollments is an error too (``renamed``)."""
         settings = load_settings(config, required=True)
         return cls.from_settings(settings, clock=clock, create=create,
                                  skip_broken=skip_broken)
@@ -62,6 +64,10 @@ class Workspace:
         if create:
             try:
                 store.create()
+                if not skip_broken:
+                    renamed = renames.find(loaded, store, settings.sequences_dir)
+                    if renamed:
+                        raise renamed[0]
                 webhooks.subscribe(store, [(hook.url, event) for hook in settings.webhooks
                                            for event in hook.events])
             except BaseException:
@@ -71,6 +77,13 @@ class Workspace:
             clock = settings.test_clock  # $SEQUENCER_TEST_CLOCK: tests of the real processes
         return cls(settings, store, MappingProxyType({s.name: s for s in loaded}),
                    TemplateSet(settings.templates_dir), clock, skipped=tuple(skipped))
+
+    def renamed(self) -> list[SpecError]:
+        """Each name that active or paused enrollments have and no sequence file defines
+        (``usecases.renames``); a file that did not load counts by its ``name:``."""
+        broken = [sequence_name(Path(err.path)) for err in self.skipped if err.path]
+        return renames.find(self.sequences.values(), self.store, self.settings.sequences_dir,
+                            also_defined=[name for name in broken if name])
 
     def mailbox(self, name: str) -> MailboxConfig:
         return self.settings.mailboxes[name]

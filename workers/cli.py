@@ -295,6 +295,8 @@ def status(
     application = _load(config, skip_broken=True)
     out = sys.stdout
     try:
+        for renamed in application.renamed():  # what `run` would refuse to start with
+            typer.echo(f"warning: {renamed}", err=True)
         if mailboxes:
             _print_mailboxes(application, as_json)
             return

@@ -413,8 +413,16 @@ def _step(doc: YamlDocument, index: int, raw: _StepModel, earlier: set[str]) -> 
     )
 
 
+def sequence_name(path: Path) -> str | None:
+    """The top-level ``name:`` of a sequence file, without validating the rest (None when
+    it has none, or is not YAML at all)."""
+    try:
+        return _sequence_name(path)
+    except SpecError:
+        return None
+
+
 def _sequence_name(path: Path) -> str | None:
-    """The top-level ``name:`` of a sequence file, without validating the rest."""
     data = read_yaml(path, SpecError).data
     name = data.get("name") if isinstance(data, dict) else None
     return name if isinstance(name, str) else None

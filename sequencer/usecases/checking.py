@@ -5,11 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence as Seq
 from pathlib import Path
 
+from sqlalchemy import make_url
+
 from sequencer.config import Settings, load_settings
 from sequencer.core.lint import Body, Finding, lint
-from sequencer.core.spec import Sequence, load_sequence, load_sequences, resolve_sequence
-from sequencer.errors import SequencerError, SpecError
+from sequencer.core.spec import (
+    Sequence,
+    load_sequence,
+    load_sequences,
+    load_sequences_skipping,
+    resolve_sequence,
+)
+from sequencer.errors import SequencerError, SpecError, StoreError
+from sequencer.store.db import Store
 from sequencer.templating.templates import TemplateSet
+from sequencer.usecases import renames
 
 
 def check_sequence(seq: Sequence, settings: Settings, templates: TemplateSet) -> list[str]:
@@ -63,8 +73,12 @@ def validate_sequences(config: Path | None, refs: Seq[str], *, strict: bool = Fa
                 errors.append(f"{settings.sequences_dir}: no sequences found")
     except SequencerError as err:
         errors.append(str(err))
+    renamed = _renamed(settings) if sequences and not errors else {}
+    if not refs:
+        errors.extend(renamed.pop(None, []))  # a name whose file is gone
     for seq in sequences:
-        problems = check_sequence(seq, settings, templates)
+        problems = renamed.get(seq.path.resolve(), []) + check_sequence(seq, settings,
+                                                                        templates)
         findings = [] if problems else lint_sequence(seq, templates)
         if strict:
             problems += [f"{f.path}:{f.line}: {f.message} (--strict)" for f in findings]
@@ -77,6 +91,34 @@ def validate_sequences(config: Path | None, refs: Seq[str], *, strict: bool = Fa
                      else f"mailboxes {', '.join(boxes)} ({seq.assign})")
             checked.append(f"ok: {seq.name} ({seq.path}): {len(seq.steps)} steps, {which}")
     return errors, warnings, checked
+
+
+def _renamed(settings: Settings) -> dict[Path | None, list[str]]:
+    """``usecases.renames`` against the database, when there is one to read (validate
+    never creates one), by the file each is about (None: a name no file defines)."""
+    if not _has_database(settings.database):
+        return {}
+    store = Store(settings.database)
+    try:
+        loaded, _ = load_sequences_skipping(settings.sequences_dir)
+        problems = renames.find(loaded, store, settings.sequences_dir)
+    except StoreError:
+        return {}  # not reachable from here, or not a sequencer database (yet)
+    finally:
+        store.dispose()
+    found: dict[Path | None, list[str]] = {}
+    for problem in problems:
+        where = Path(problem.path).resolve() if problem.line is not None and problem.path \
+            else None
+        found.setdefault(where, []).append(str(problem))
+    return found
+
+
+def _has_database(url: str) -> bool:
+    if not url.startswith("sqlite"):
+        return True
+    database = make_url(url).database
+    return database not in (None, "", ":memory:") and Path(str(database)).is_file()
 
 
 def _line_of(path: Path, needle: str) -> int | None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import re
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.fixtures.smtp import SmtpServer
+from tests.timetravel import Driver, SteppedClock
 from tests.workdir import (
     THREE_STEPS,
     Workdir,
@@ -268,3 +270,115 @@ def test_x11_templates_whose_work_has_no_bound_are_refused_at_validate(tmp_path:
     csv = prospects_csv(wd, ["ann@example.com"])
     failed_with(wd.cli("enroll", "three", str(csv), timeout=60), r"macro `f` calls itself")
     assert emails(wd) == []
+
+
+RENAMED = (r"sequences/three\.yaml:1: sequence name changed from 'three' to 'follow-up' while "
+           r"3 enrollments are active or paused \(2 active, 1 paused\): put `name: three` back "
+           r"and they go on where they left off, or end them first \(`sequencer status "
+           r"--sequence three` lists them; `sequencer stop EMAIL --sequence three` ends one\)")
+
+
+def test_x9_a_sequence_renamed_under_active_enrollments_is_refused_at_load_and_fails_none(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
+    t0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    clock = SteppedClock(tmp_path / "clock", t0)
+    wd = make_workdir(tmp_path / "wd", smtp_server.port, wait2="1d", wait3="1d")
+    wd.env.update(clock.env)
+    people = ["ann@example.com", "bo@example.com", "cy@example.com", "dee@example.com"]
+    wd.cli("enroll", "three", str(prospects_csv(wd, people)), check=True)
+    driver = Driver(wd, clock, smtp_server)
+    try:
+        proc = wd.start("run")
+        try:
+            driver.settle()  # every thank-you went out; the reminders are due tomorrow
+        finally:
+            assert terminate(proc) == 0, wd.log()
+        assert len(smtp_server.deliveries) == 4
+        sequence = wd.path / "sequences/three.yaml"
+        original = sequence.read_text()
+        sequence.write_text(original.replace("name: three", "name: follow-up"))
+        clock.set(t0 + timedelta(days=3))  # everything left is due, and nothing may go out
+        # what only reads or stops enrollments works, and says what is wrong
+        for command, out in ((["pause", "cy@example.com"], "paused: cy@example.com"),
+                             (["suppress", "dee@example.com"], "suppressed: dee@example.com")):
+            result = wd.cli(*command)
+            no_traceback(result)
+            assert result.returncode == 0 and out in result.stdout, (command, result.stderr)
+        result = wd.cli("status")
+        assert result.returncode == 0 and "ann@example.com" in result.stdout, result.stderr
+        assert re.search("warning: .*" + RENAMED, result.stderr), result.stderr
+        # what would send or enroll refuses to start, naming the file and the line
+        csv = prospects_csv(wd, ["eve@example.com"], "more.csv")
+        for command in (["run"], ["worker"], ["validate"], ["enroll", "follow-up", str(csv)]):
+            failed_with(wd.cli(*command), "error: .*" + RENAMED)
+        assert len(smtp_server.deliveries) == 4  # nothing sent
+        states = {s["email"]: (s["state"], s["flag"], s["steps_sent"]) for s in wd.status()}
+        assert states == {"ann@example.com": ("active", None, 1),
+                          "bo@example.com": ("active", None, 1),
+                          "cy@example.com": ("paused", None, 1),
+                          "dee@example.com": ("stopped", None, 1)}  # nothing failed or flagged
+        # the name put back: the same enrollments go on where they were
+        sequence.write_text(original)
+        wd.cli("resume", "cy@example.com", check=True)
+        proc = wd.start("run")
+        try:
+            driver.run(until=t0 + timedelta(weeks=2))
+        finally:
+            assert terminate(proc) == 0, wd.log()
+    finally:
+        driver.close()
+    for person, number in (("ann", 0), ("bo", 1), ("cy", 2)):
+        name = person.title()
+        assert [str(d.message["Subject"]) for d in smtp_server.deliveries
+                if d.rcpt_tos == [f"{person}@example.com"]] == [
+            f"Thanks, {name}", f"Re: Thanks, {name}", f"New for Co{number}"]
+    assert len(smtp_server.deliveries) == 10
+    assert {s["email"]: s["state"] for s in wd.status()} == {
+        "ann@example.com": "completed", "bo@example.com": "completed",
+        "cy@example.com": "completed", "dee@example.com": "stopped"}
+    assert "failed" not in wd.log() and "paused " not in wd.log(), wd.log()
+
+
+def test_x9_the_renamed_file_is_told_apart_from_a_new_one_and_a_removed_file_is_refused(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
+    wd = make_workdir(tmp_path, smtp_server.port, wait2="1d", wait3="1d")
+    wd.write("sequences/webinar.yaml", "name: webinar\nmailbox: sales\nsteps:\n"
+             "  - {name: invite, template: thank_you, wait: 0s}\n"
+             "  - {name: last-call, template: new_info, wait: 1d}\n")
+    wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com"])), check=True)
+    wd.cli("enroll", "webinar", str(prospects_csv(wd, ["bo@example.com"], "b.csv")), check=True)
+    proc = wd.start("run")
+    try:
+        wait_until(lambda: len(smtp_server.deliveries) == 2, 30, "the first steps")
+    finally:
+        assert terminate(proc) == 0, wd.log()
+    sequence = wd.path / "sequences/three.yaml"
+    original = sequence.read_text()
+    # moved to another file and renamed, beside a brand-new sequence: the step that was
+    # sent tells which one it was
+    sequence.unlink()
+    wd.write("sequences/a-new-one.yaml", "# a new sequence\nname: launch\nmailbox: sales\n"
+             "steps:\n  - {name: announce, template: thank_you, wait: 0s}\n")
+    wd.write("sequences/renamed.yaml", "# was three\n" + original.replace("name: three",
+                                                                         "name: trade-show"))
+    failed_with(wd.cli("run"), r"error: .*sequences/renamed\.yaml:2: sequence name changed "
+                r"from 'three' to 'trade-show' while 1 enrollment is active: put `name: three` "
+                r"back and it goes on where it left off, or end it first")
+    # only a new one that shares nothing with it: named, but as a maybe
+    (wd.path / "sequences/renamed.yaml").unlink()
+    failed_with(wd.cli("run"), r"error: .*sequences/a-new-one\.yaml:2: no file defines sequence "
+                r"'three' any more while 1 enrollment is active, and 'launch' here is new: if "
+                r"it is 'three' renamed, put `name: three` back and it goes on where it left "
+                r"off; if not, put 'three''s file back, or end it first")
+    (wd.path / "sequences/a-new-one.yaml").unlink()
+    failed_with(wd.cli("run"), r"error: .*/sequences: no file defines sequence 'three' any "
+                r"more \(removed, or its name: changed\) while 1 enrollment is active: put the "
+                r"file back and it goes on where it left off, or end it first")
+    result = wd.cli("validate", "sequences/webinar.yaml")  # says nothing about other files
+    assert result.returncode == 0 and "ok: webinar" in result.stdout, result.stderr
+    wd.cli("stop", "ann@example.com", check=True)  # ended on purpose: nothing to refuse
+    result = wd.cli("validate")
+    assert result.returncode == 0 and "ok: webinar" in result.stdout, result.stderr
+    assert len(smtp_server.deliveries) == 2
+    assert [(s["email"], s["state"], s["flag"]) for s in wd.status()] == [
+        ("ann@example.com", "stopped", None), ("bo@example.com", "active", None)]
