@@ -38,6 +38,9 @@ ConfigOpt = Annotated[
 LogFormat = Annotated[str, typer.Option("--log-format", help="human or json")]
 LogFile = Annotated[Optional[Path], typer.Option("--log-file", help="also write the log here")]  # noqa: UP045
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")]
+MetricsPort = Annotated[Optional[int], typer.Option(  # noqa: UP045
+    "--metrics-port", min=1, max=65535,
+    help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (off unless given)")]
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -121,7 +124,7 @@ def enroll(
 
 
 def _serve(config: Path | None, log_format: str, log_file: Path | None, verbose: bool,
-           **parts: object) -> None:
+           metrics_port: int | None = None, **parts: object) -> None:
     from workers.run import run as run_loop
 
     stop = threading.Event()
@@ -136,6 +139,14 @@ def _serve(config: Path | None, log_format: str, log_file: Path | None, verbose:
     application = _load(config)
     if parts.get("senders", True) or parts.get("scheduler", True):
         _refuse_broken_sequences(application)
+    if metrics_port is not None:
+        from workers.metrics import serve as serve_metrics
+
+        try:
+            parts["metrics"] = serve_metrics(application, metrics_port)
+        except OSError as err:
+            application.close()
+            raise _fail(f"--metrics-port {metrics_port}: {err.strerror or err}") from err
     try:
         code = run_loop(application, stop, **parts)  # type: ignore[arg-type]
     except SequencerError as err:
@@ -166,9 +177,10 @@ def run(
     log_format: LogFormat = "human",
     log_file: LogFile = None,
     verbose: Verbose = False,
+    metrics_port: MetricsPort = None,
 ) -> None:
     """Scheduler + senders + inbox watcher in one process (the embedded default)."""
-    _serve(config, log_format, log_file, verbose, threads=threads)
+    _serve(config, log_format, log_file, verbose, metrics_port, threads=threads)
 
 
 @app.command()
@@ -200,10 +212,12 @@ def serve(
 
 @app.command()
 def scheduler(config: ConfigOpt = None, log_format: LogFormat = "human",
-              log_file: LogFile = None, verbose: Verbose = False) -> None:
+              log_file: LogFile = None, verbose: Verbose = False,
+              metrics_port: MetricsPort = None) -> None:
     """Only the scheduler: claims due steps and queues them on the broker (redis://)."""
     _require_shared_broker(config)
-    _serve(config, log_format, log_file, verbose, senders=False, watchers=False)
+    _serve(config, log_format, log_file, verbose, metrics_port, senders=False,
+           watchers=False)
 
 
 @app.command()
@@ -221,12 +235,14 @@ def worker(
     log_format: LogFormat = "human",
     log_file: LogFile = None,
     verbose: Verbose = False,
+    metrics_port: MetricsPort = None,
 ) -> None:
-    """Only the send workers (dramatiq over redis://), in N processes of M threads."""
+    """Only the send workers (dramatiq over redis://), in N processes of M threads. With
+    --metrics-port P, process i (from 0) serves its metrics on port P + i."""
     _require_shared_broker(config)
     if processes == 1:
-        _serve(config, log_format, log_file, verbose, threads=threads, scheduler=False,
-               watchers=False)
+        _serve(config, log_format, log_file, verbose, metrics_port, threads=threads,
+               scheduler=False, watchers=False)
         return
     import subprocess
 
@@ -238,7 +254,9 @@ def worker(
         argv += ["--log-file", str(log_file)]
     if verbose:
         argv.append("-v")
-    children = [subprocess.Popen(argv) for _ in range(processes)]
+    children = [subprocess.Popen(argv + ([] if metrics_port is None else
+                                         ["--metrics-port", str(metrics_port + i)]))
+                for i in range(processes)]
 
     def _forward(signum: int, _frame: object) -> None:
         for child in children:

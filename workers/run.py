@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 
 import dramatiq
+from prometheus_client import CollectorRegistry
 
 from sequencer.config import redact_url
 from sequencer.store import outcomes
@@ -26,11 +27,15 @@ from workers.webhooks import Deliverer
 logger = logging.getLogger(__name__)
 
 
-def start_workers(app: Workspace, threads: int) -> tuple[dramatiq.Broker, dramatiq.Worker,
-                                                   dramatiq.Actor, SendLoop]:  # type: ignore[type-arg]
+def start_workers(app: Workspace, threads: int, metrics: CollectorRegistry | None = None
+                  ) -> tuple[dramatiq.Broker, dramatiq.Worker, dramatiq.Actor, SendLoop]:  # type: ignore[type-arg]
     """The broker's worker threads, each handing its message's job to this process's one
     sender (``threads`` concurrent sends on one event loop)."""
     broker = make_broker(app.settings.broker)
+    if metrics is not None:
+        from workers.metrics import DramatiqMetrics
+
+        broker.add_middleware(DramatiqMetrics(metrics))
     actor = actors.declare(broker)
     sender = SendLoop(app, threads).start()
     runtime.install(sender)
@@ -48,7 +53,8 @@ def stop_workers(broker: dramatiq.Broker, worker: dramatiq.Worker, sender: SendL
 
 def run(app: Workspace, stop: threading.Event, *, threads: int = 8, scheduler: bool = True,
         senders: bool = True, watchers: bool = True,
-        until: Callable[[], bool] | None = None) -> int:
+        until: Callable[[], bool] | None = None,
+        metrics: CollectorRegistry | None = None) -> int:
     """Run until ``stop`` is set (or ``until()`` turns true); returns the exit code.
 
     With ``broker: memory`` the scheduler hands its jobs straight to the in-process sender
@@ -68,7 +74,7 @@ def run(app: Workspace, stop: threading.Event, *, threads: int = 8, scheduler: b
         sender = SendLoop(app, threads).start()
         enqueue, backlog = sender.submit, sender.backlog
     elif senders:
-        broker, worker, actor, sender = start_workers(app, threads)
+        broker, worker, actor, sender = start_workers(app, threads, metrics)
     if scheduler and enqueue is None:
         if broker is None:
             broker = make_broker(app.settings.broker)
