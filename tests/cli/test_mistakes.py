@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from sequencer.store.db import Store
 from sequencer.store.schema import enrollments, sends
 from tests.fixtures.smtp import SmtpServer
 from tests.timetravel import Driver, SteppedClock
@@ -275,14 +276,43 @@ def test_x11_templates_whose_work_has_no_bound_are_refused_at_validate(tmp_path:
     assert emails(wd) == []
 
 
-def stored(driver: Driver) -> dict[str, tuple[str, str | None, int]]:
+def stored(wd: Workdir) -> dict[str, tuple[str, str | None, int]]:
     """Each enrollment's state, flag and sends, read from the database."""
     sent = select(func.count()).where(sends.c.enrollment_id == enrollments.c.id,
                                       sends.c.status == "sent").scalar_subquery()
-    with driver.store.read() as conn:
-        return {r.email: (r.state, r.flag, r.sent) for r in conn.execute(
-            select(enrollments.c.email, enrollments.c.state, enrollments.c.flag,
-                   sent.label("sent")))}
+    store = Store(f"sqlite:///{wd.path / 'sequencer.db'}")
+    try:
+        with store.read() as conn:
+            return {r.email: (r.state, r.flag, r.sent) for r in conn.execute(
+                select(enrollments.c.email, enrollments.c.state, enrollments.c.flag,
+                       sent.label("sent")))}
+    finally:
+        store.dispose()
+
+
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+def sent_first_steps_then_renamed(tmp_path: Path, smtp_server: SmtpServer, people: list[str]
+                                  ) -> tuple[Workdir, SteppedClock, Driver, str]:
+    """Every first step sent through `run`, then `name: three` changed to `follow-up` and
+    the clock moved on until every next step is due."""
+    clock = SteppedClock(tmp_path / "clock", T0)
+    wd = make_workdir(tmp_path / "wd", smtp_server.port, wait2="1d", wait3="1d")
+    wd.env.update(clock.env)
+    wd.cli("enroll", "three", str(prospects_csv(wd, people)), check=True)
+    driver = Driver(wd, clock, smtp_server)
+    proc = wd.start("run")
+    try:
+        driver.settle()  # every thank-you went out; the reminders are due tomorrow
+    finally:
+        assert terminate(proc) == 0, wd.log()
+    assert len(smtp_server.deliveries) == len(people)
+    sequence = wd.path / "sequences/three.yaml"
+    original = sequence.read_text()
+    sequence.write_text(original.replace("name: three", "name: follow-up"))
+    clock.set(T0 + timedelta(days=3))  # everything left is due, and nothing may go out
+    return wd, clock, driver, original
 
 
 RENAMED = (r"sequences/three\.yaml:1: sequence name changed from 'three' to 'follow-up' while "
@@ -293,72 +323,70 @@ RENAMED = (r"sequences/three\.yaml:1: sequence name changed from 'three' to 'fol
 
 def test_x9_a_sequence_renamed_under_active_enrollments_is_refused_at_load_and_fails_none(
         tmp_path: Path, smtp_server: SmtpServer) -> None:
-    t0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-    clock = SteppedClock(tmp_path / "clock", t0)
-    wd = make_workdir(tmp_path / "wd", smtp_server.port, wait2="1d", wait3="1d")
-    wd.env.update(clock.env)
     people = ["ann@example.com", "bo@example.com", "cy@example.com", "dee@example.com"]
-    wd.cli("enroll", "three", str(prospects_csv(wd, people)), check=True)
-    driver = Driver(wd, clock, smtp_server)
+    wd, _, driver, _ = sent_first_steps_then_renamed(tmp_path, smtp_server, people)
+    driver.close()
+    # what only reads or stops enrollments works, and says what is wrong
+    for command, out in ((["pause", "cy@example.com"], "paused: cy@example.com"),
+                         (["suppress", "dee@example.com"], "suppressed: dee@example.com")):
+        result = wd.cli(*command)
+        no_traceback(result)
+        assert result.returncode == 0 and out in result.stdout, (command, result.stderr)
+    result = wd.cli("status")
+    assert result.returncode == 0 and "ann@example.com" in result.stdout, result.stderr
+    assert re.search("warning: .*" + RENAMED, result.stderr), result.stderr
+    # what would send or enroll refuses to start, naming the file and the line
+    csv = prospects_csv(wd, ["eve@example.com"], "more.csv")
+    for command in (["run"], ["worker"], ["validate"], ["enroll", "follow-up", str(csv)]):
+        failed_with(wd.cli(*command), "error: .*" + RENAMED)
+    assert len(smtp_server.deliveries) == 4  # nothing sent
+    assert stored(wd) == {"ann@example.com": ("active", None, 1),
+                          "bo@example.com": ("active", None, 1),
+                          "cy@example.com": ("paused", None, 1),
+                          "dee@example.com": ("stopped", None, 1)}  # nothing failed
+
+
+def test_x9_the_name_put_back_the_same_enrollments_go_on_where_they_were(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
+    people = ["ann@example.com", "bo@example.com", "cy@example.com"]
+    wd, _, driver, original = sent_first_steps_then_renamed(tmp_path, smtp_server, people)
     try:
+        failed_with(wd.cli("run"), r"error: .*sequences/three\.yaml:1: sequence name changed "
+                    r"from 'three' to 'follow-up' while 3 enrollments are active")
+        (wd.path / "sequences/three.yaml").write_text(original)
         proc = wd.start("run")
         try:
-            driver.settle()  # every thank-you went out; the reminders are due tomorrow
+            driver.run(until=T0 + timedelta(weeks=2))
         finally:
             assert terminate(proc) == 0, wd.log()
-        assert len(smtp_server.deliveries) == 4
-        sequence = wd.path / "sequences/three.yaml"
-        original = sequence.read_text()
-        sequence.write_text(original.replace("name: three", "name: follow-up"))
-        clock.set(t0 + timedelta(days=3))  # everything left is due, and nothing may go out
-        # what only reads or stops enrollments works, and says what is wrong
-        for command, out in ((["pause", "cy@example.com"], "paused: cy@example.com"),
-                             (["suppress", "dee@example.com"], "suppressed: dee@example.com")):
-            result = wd.cli(*command)
-            no_traceback(result)
-            assert result.returncode == 0 and out in result.stdout, (command, result.stderr)
-        result = wd.cli("status")
-        assert result.returncode == 0 and "ann@example.com" in result.stdout, result.stderr
-        assert re.search("warning: .*" + RENAMED, result.stderr), result.stderr
-        # what would send or enroll refuses to start, naming the file and the line
-        csv = prospects_csv(wd, ["eve@example.com"], "more.csv")
-        for command in (["run"], ["worker"], ["validate"], ["enroll", "follow-up", str(csv)]):
-            failed_with(wd.cli(*command), "error: .*" + RENAMED)
-        assert len(smtp_server.deliveries) == 4  # nothing sent
-        assert stored(driver) == {"ann@example.com": ("active", None, 1),
-                                  "bo@example.com": ("active", None, 1),
-                                  "cy@example.com": ("paused", None, 1),
-                                  "dee@example.com": ("stopped", None, 1)}  # nothing failed
-        # the name put back: the same enrollments go on where they were
-        sequence.write_text(original)
-        wd.cli("resume", "cy@example.com", check=True)
-        proc = wd.start("run")
-        try:
-            driver.run(until=t0 + timedelta(weeks=2))
-        finally:
-            assert terminate(proc) == 0, wd.log()
-        assert {email: state for email, (state, _, _) in stored(driver).items()} == {
-            "ann@example.com": "completed", "bo@example.com": "completed",
-            "cy@example.com": "completed", "dee@example.com": "stopped"}
     finally:
         driver.close()
-    for person, number in (("ann", 0), ("bo", 1), ("cy", 2)):
+    for number, person in enumerate(("ann", "bo", "cy")):
         name = person.title()
         assert [str(d.message["Subject"]) for d in smtp_server.deliveries
                 if d.rcpt_tos == [f"{person}@example.com"]] == [
             f"Thanks, {name}", f"Re: Thanks, {name}", f"New for Co{number}"]
-    assert len(smtp_server.deliveries) == 10
+    assert len(smtp_server.deliveries) == 9
+    assert {email: state for email, (state, _, _) in stored(wd).items()} == dict.fromkeys(
+        people, "completed")
     assert "failed" not in wd.log() and "paused " not in wd.log(), wd.log()
 
 
-def test_x9_the_renamed_file_is_told_apart_from_a_new_one_and_a_removed_file_is_refused(
-        tmp_path: Path, smtp_server: SmtpServer) -> None:
-    wd = make_workdir(tmp_path, smtp_server.port, wait2="1d", wait3="1d")
-    wd.write("sequences/webinar.yaml", "name: webinar\nmailbox: sales\nsteps:\n"
-             "  - {name: invite, template: thank_you, wait: 0s}\n"
-             "  - {name: last-call, template: new_info, wait: 1d}\n")
+WEBINAR = ("name: webinar\nmailbox: sales\nsteps:\n"
+           "  - {name: invite, template: thank_you, wait: 0s}\n"
+           "  - {name: last-call, template: new_info, wait: 1d}\n")
+
+
+def enrolled_in_two(wd: Workdir) -> None:
+    wd.write("sequences/webinar.yaml", WEBINAR)
     wd.cli("enroll", "three", str(prospects_csv(wd, ["ann@example.com"])), check=True)
     wd.cli("enroll", "webinar", str(prospects_csv(wd, ["bo@example.com"], "b.csv")), check=True)
+
+
+def test_x9_the_renamed_file_is_told_apart_from_a_new_one_by_the_steps_it_sent(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
+    wd = make_workdir(tmp_path, smtp_server.port, wait2="1d", wait3="1d")
+    enrolled_in_two(wd)
     proc = wd.start("run")
     try:
         wait_until(lambda: len(smtp_server.deliveries) == 2, 30, "the first steps")
@@ -382,15 +410,24 @@ def test_x9_the_renamed_file_is_told_apart_from_a_new_one_and_a_removed_file_is_
                 r"'three' any more while 1 enrollment is active, and 'launch' here is new: if "
                 r"it is 'three' renamed, put `name: three` back and it goes on where it left "
                 r"off; if not, put 'three''s file back, or end it first")
-    (wd.path / "sequences/a-new-one.yaml").unlink()
-    failed_with(wd.cli("run"), r"error: .*/sequences: no file defines sequence 'three' any "
-                r"more \(removed, or its name: changed\) while 1 enrollment is active: put the "
-                r"file back and it goes on where it left off, or end it first")
+    assert len(smtp_server.deliveries) == 2
+    assert stored(wd) == {"ann@example.com": ("active", None, 1),
+                          "bo@example.com": ("active", None, 1)}
+
+
+def test_x9_a_sequence_file_removed_under_an_active_enrollment_is_refused_until_it_ends(
+        tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path, 2525)
+    enrolled_in_two(wd)
+    (wd.path / "sequences/three.yaml").unlink()
+    for command in (["run"], ["validate"]):
+        failed_with(wd.cli(*command), r"error: .*/sequences: no file defines sequence 'three' "
+                    r"any more \(removed, or its name: changed\) while 1 enrollment is active: "
+                    r"put the file back and it goes on where it left off, or end it first")
     result = wd.cli("validate", "sequences/webinar.yaml")  # says nothing about other files
     assert result.returncode == 0 and "ok: webinar" in result.stdout, result.stderr
     wd.cli("stop", "ann@example.com", check=True)  # ended on purpose: nothing to refuse
     result = wd.cli("validate")
     assert result.returncode == 0 and "ok: webinar" in result.stdout, result.stderr
-    assert len(smtp_server.deliveries) == 2
-    assert [(s["email"], s["state"], s["flag"]) for s in wd.status()] == [
-        ("ann@example.com", "stopped", None), ("bo@example.com", "active", None)]
+    assert stored(wd) == {"ann@example.com": ("stopped", None, 0),
+                          "bo@example.com": ("active", None, 0)}
