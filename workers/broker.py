@@ -38,8 +38,14 @@ def make_broker(url: str) -> dramatiq.Broker:
 
 
 def queue_depth(broker: dramatiq.Broker) -> Callable[[], int]:
-    """How many send messages the broker holds that no worker has finished (queued, or
-    fetched and not acknowledged yet): the scheduler's view of the queue."""
+    """How many send messages wait in the broker for a worker to fetch them: the
+    scheduler's view of the queue.
+
+    Messages a worker fetched and has not acknowledged are left out: a live worker holds at
+    most its prefetch of them and is sending them now; a killed worker's stay in dramatiq's
+    hash until its heartbeat times out (a minute), and counting them would hold every claim
+    back that long after each crash (their steps come back by their lease, not by them).
+    """
     if isinstance(broker, StubBroker):
         queue = broker.queues.get(QUEUE)
         return (lambda: 0) if queue is None else queue.qsize
@@ -47,9 +53,9 @@ def queue_depth(broker: dramatiq.Broker) -> Callable[[], int]:
     namespace = getattr(broker, "namespace", "dramatiq")
     if client is None:
         return lambda: 0
-    key = f"{namespace}:{QUEUE}.msgs"  # dramatiq's hash of every message not yet acked
+    key = f"{namespace}:{QUEUE}"  # dramatiq's list of message ids no worker fetched yet
 
     def depth() -> int:
-        return int(client.hlen(key))
+        return int(client.llen(key))
 
     return depth

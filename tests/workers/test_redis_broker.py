@@ -60,3 +60,27 @@ def test_worker_refuses_the_in_process_broker_with_a_clear_error(tmp_path: Path,
     result = wd.cli("worker")
     assert result.returncode == 1
     assert "shared broker" in result.stderr
+
+
+def test_the_scheduler_counts_what_waits_in_redis_not_what_a_worker_fetched(
+        redis_server) -> None:
+    """A fetched message is a worker's (and a killed worker's would hold every claim back
+    until its heartbeat times out): the queue depth is what no worker has fetched yet."""
+    from workers import actors
+    from workers.broker import QUEUE, make_broker, queue_depth
+
+    broker = make_broker(redis_server.url)
+    try:
+        actor = actors.declare(broker)
+        depth = queue_depth(broker)
+        assert depth() == 0
+        for i in range(3):
+            actor.send({"enrollment_id": i})
+        assert depth() == 3
+        consumer = broker.consume(QUEUE, prefetch=2, timeout=100)
+        fetched = [next(consumer) for _ in range(2)]  # fetched, never acknowledged
+        assert all(m is not None for m in fetched)
+        assert depth() == 1
+        consumer.close()
+    finally:
+        broker.close()
