@@ -12,24 +12,25 @@ from sequencer.oauth.grants import new_key
 
 ENV = {"SEQUENCER_TOKEN_KEY": new_key(), "PW": "app-password"}
 
-# provider: (smtp host, port, tls), (imap host, port, tls), sent folder, saves sent, daily
+# provider: (smtp host, port, tls), (imap host, port, tls), sent folder, saves sent, daily,
+# seconds between two sends (a published per-minute limit: Exchange Online's 30 a minute)
 TABLE = {
     "gmail": (("smtp.gmail.com", 465, "ssl"), ("imap.gmail.com", 993, "ssl"),
-              "[Gmail]/Sent Mail", True, 500),
+              "[Gmail]/Sent Mail", True, 500, 0.0),
     "google-workspace": (("smtp.gmail.com", 465, "ssl"), ("imap.gmail.com", 993, "ssl"),
-                         "[Gmail]/Sent Mail", True, 2000),
+                         "[Gmail]/Sent Mail", True, 2000, 0.0),
     "microsoft365": (("smtp.office365.com", 587, "starttls"),
-                     ("outlook.office365.com", 993, "ssl"), "Sent Items", True, 10000),
+                     ("outlook.office365.com", 993, "ssl"), "Sent Items", True, 10000, 2.0),
     "outlook": (("smtp-mail.outlook.com", 587, "starttls"),
-                ("outlook.office365.com", 993, "ssl"), "Sent", True, 300),
+                ("outlook.office365.com", 993, "ssl"), "Sent", True, 300, 2.0),
     "fastmail": (("smtp.fastmail.com", 465, "ssl"), ("imap.fastmail.com", 993, "ssl"),
-                 "Sent", False, 200),
+                 "Sent", False, 200, 0.0),
     "icloud": (("smtp.mail.me.com", 587, "starttls"), ("imap.mail.me.com", 993, "ssl"),
-               "Sent Messages", False, 1000),
+               "Sent Messages", False, 1000, 0.0),
     "zoho": (("smtp.zoho.com", 465, "ssl"), ("imap.zoho.com", 993, "ssl"), "Sent", False,
-             1200),
+             1200, 0.0),
     "yahoo": (("smtp.mail.yahoo.com", 465, "ssl"), ("imap.mail.yahoo.com", 993, "ssl"),
-              "Sent", False, 500),
+              "Sent", False, 500, 0.0),
 }
 
 # provider: (authorize_url, token_url, device_url, first scope, redirect host)
@@ -62,13 +63,14 @@ def mailbox(tmp_path: Path, body: str) -> MailboxConfig:
 @pytest.mark.parametrize("provider", sorted(TABLE))
 def test_a_password_preset_fills_servers_folders_and_limits(tmp_path: Path,
                                                            provider: str) -> None:
-    (smtp, imap, sent, saves, daily) = TABLE[provider]
+    (smtp, imap, sent, saves, daily, spacing) = TABLE[provider]
     box = mailbox(tmp_path, f"    provider: {provider}\n    smtp: {{password_env: PW}}\n")
     assert (box.smtp.host, box.smtp.port, box.smtp.tls) == smtp
     assert box.imap is not None
     assert (box.imap.host, box.imap.port, box.imap.tls) == imap
     assert box.imap.sent_folder == sent and box.saves_sent is saves
-    assert box.daily_limit == daily
+    assert box.daily_limit == daily and box.hourly_limit is None
+    assert box.min_spacing_s == spacing
     assert box.smtp.username == box.imap.username == "dana@example.com"
     assert box.provider == provider and box.oauth is None
 
@@ -95,6 +97,7 @@ def test_explicit_keys_win_key_by_key(tmp_path: Path) -> None:
     box = mailbox(tmp_path, (
         "    provider: microsoft365\n"
         "    daily_limit: 1500\n"
+        "    min_spacing: 10s\n"
         "    saves_sent: false\n"
         "    auth: oauth2\n"
         "    oauth2: {client_id: abc, scopes: [custom], sasl: xoauth2}\n"
@@ -106,6 +109,7 @@ def test_explicit_keys_win_key_by_key(tmp_path: Path) -> None:
     assert (box.imap.host, box.imap.port, box.imap.sent_folder) == (
         "imap.example.com", 993, "Gesendet")
     assert box.daily_limit == 1500 and box.saves_sent is False
+    assert box.min_spacing_s == 10.0
     assert box.oauth.client.scopes == ("custom",) and box.oauth.client.sasl == "XOAUTH2"
     assert box.oauth.client.token_url.endswith("/organizations/oauth2/v2.0/token")
 
