@@ -184,13 +184,18 @@ def test_run_delivers_signed_events_at_least_once_across_an_outage_and_a_restart
     assert len(tries) == 4 and all(d is None for _, d in tries), tries
     assert any(a >= 1 for a, _ in tries), "tried, and failed, while the receiver was down"
 
-    # More events while the engine is down; then the receiver comes back and so does it.
+    # More events while the engine is down; it is restarted while the receiver is still
+    # down, tries the old and the new deliveries and fails, then the receiver comes back.
     wd.cli("enroll", "one", str(prospects_csv(wd, emails[4:], name="more.csv")), check=True)
-    receiver.up()
     proc = wd.start("run", log="run2.log")
     try:
         wait_until(lambda: len(_expected_ids(db)) == 8, 30, "eight completed")
         expected = _expected_ids(db)
+        wait_until(lambda: all(f"event {uid} (completed) not delivered (ConnectError"
+                               in wd.log("run2.log") for uid in expected), 15,
+                   "the restarted engine failing on old and new deliveries alike")
+        assert receiver.snapshot() == []
+        receiver.up()
         wait_until(lambda: expected <= {json.loads(r.body)["id"]
                                          for r in receiver.snapshot()},
                    30, "every event delivered")
