@@ -4,6 +4,7 @@ handler, all checking tokens at the loopback provider."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from sequencer.config import OAuthSettings, Secret
+from sequencer.mail import sasl as sasl_mod
 from sequencer.mail.imap.connection import ImapAccount
 from sequencer.mail.imap.watcher import ImapWatcher, WatcherState
 from sequencer.mail.smtp import SmtpAccount, SmtpSender
@@ -167,6 +169,34 @@ async def test_a_stale_token_refused_by_the_server_is_refreshed_once(
         await sender.send(USER, "p@example.test", RAW)
     assert [a.accepted for a in oauth_smtp_server.auth_attempts] == [False, True]
     assert oauth_provider.token_hits("refresh_token") == 2
+
+
+@pytest.mark.parametrize("sasl", ["xoauth2", "oauthbearer"])
+async def test_no_token_reaches_a_log_line_when_the_server_refuses_one_and_takes_the_next(
+    oauth_smtp_server: OAuthSmtpServer, oauth_provider: OAuthProvider, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture, sasl: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    tokens = source_for(oauth_provider, tmp_path, sasl=sasl)
+    tokens.token()
+    oauth_provider.expire_access_tokens()
+    async with SmtpSender(smtp_account(oauth_smtp_server, tokens)) as sender:
+        await sender.send(USER, "p@example.test", RAW)
+    refused, taken = oauth_smtp_server.auth_attempts
+    assert not refused.accepted and taken.accepted and refused.token != taken.token
+    assert caplog.records, "the send and the token source did log"
+    mechanism: sasl_mod.Mechanism = "XOAUTH2" if sasl == "xoauth2" else "OAUTHBEARER"
+    host, port = oauth_smtp_server.host, oauth_smtp_server.port
+    secret = set(oauth_provider.issued_tokens())
+    for attempt in (refused, taken):
+        assert attempt.token is not None
+        secret.add(base64.b64encode(sasl_mod.initial_response(
+            mechanism, USER, attempt.token, host, port)).decode())  # what AUTH carried
+    assert {refused.token, taken.token} <= secret
+    for record in caplog.records:
+        text = record.getMessage() + (record.exc_text or "") + repr(record.exc_info or "")
+        for token in secret:
+            assert token not in text, record.getMessage()
 
 
 async def test_a_revoked_grant_fails_the_send_with_grant_needed_and_no_smtp_connection(
