@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 
+from sequencer import renames
 from sequencer.config import MailboxConfig, Settings, load_settings
 from sequencer.core.spec import Sequence, load_sequences_skipping, sequence_name
 from sequencer.errors import SpecError
@@ -20,7 +21,6 @@ from sequencer.oauth.sources import TokenSources
 from sequencer.store import webhooks
 from sequencer.store.db import Store, utcnow
 from sequencer.templating.templates import TemplateSet
-from sequencer.usecases import renames
 
 Clock = Callable[[], datetime]
 
@@ -80,7 +80,7 @@ class Workspace:
 
     def renamed(self) -> list[SpecError]:
         """Each name that active or paused enrollments have and no sequence file defines
-        (``usecases.renames``); a file that did not load counts by its ``name:``."""
+        (``sequencer.renames``); a file that did not load counts by its ``name:``."""
         broken = [sequence_name(Path(err.path)) for err in self.skipped if err.path]
         return renames.find(self.sequences.values(), self.store, self.settings.sequences_dir,
                             also_defined=[name for name in broken if name])

@@ -1,4 +1,4 @@
-"""Which sequence names the stored enrollments use (``usecases.renames``).
+"""Which sequence names the stored enrollments use (``sequencer.renames``).
 
 An enrollment keeps its sequence by name only, so a file whose ``name:`` changed leaves its
 enrollments pointing at a name no file defines. ``used`` is the cheap question every start

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import make_url
 
+from sequencer import renames
 from sequencer.config import Settings, load_settings
 from sequencer.core.lint import Body, Finding, lint
 from sequencer.core.spec import (
@@ -19,7 +20,6 @@ from sequencer.core.spec import (
 from sequencer.errors import SequencerError, SpecError, StoreError
 from sequencer.store.db import Store
 from sequencer.templating.templates import TemplateSet
-from sequencer.usecases import renames
 
 
 def check_sequence(seq: Sequence, settings: Settings, templates: TemplateSet) -> list[str]:
@@ -94,7 +94,7 @@ def validate_sequences(config: Path | None, refs: Seq[str], *, strict: bool = Fa
 
 
 def _renamed(settings: Settings) -> dict[Path | None, list[str]]:
-    """``usecases.renames`` against the database, when there is one to read (validate
+    """``sequencer.renames`` against the database, when there is one to read (validate
     never creates one), by the file each is about (None: a name no file defines)."""
     if not _has_database(settings.database):
         return {}
