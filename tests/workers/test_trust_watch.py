@@ -1,5 +1,6 @@
 """Nothing a stranger writes suppresses anyone; the same messages with proof do (issue 6,
-RELIABILITY T1, T2, I1), through `sequencer run` and the real watcher on a Maildir and on
+RELIABILITY T1, T2, I1): a DSN, an ARF report and an unsubscribe, each proven by our
+Message-ID or by DMARC pass, through `sequencer run` and the real watcher on a Maildir and on
 Dovecot, seen as a user sees it: `status`, `status --json`, `enroll`."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from tests.workdir import prospects_csv, terminate, wait_for_watcher, wait_until
 
 OTHER = "name: other\nmailbox: sales\nsteps:\n  - {name: a, template: reminder, wait: 1d}\n"
 PEOPLE = ["Ann@X.com", "bob@bücher.de", "cy@y.example", "di@y.example", "ed@z.example",
-          "fay@z.example", "gus@w.example", "hal@v.example", "ivy@u.example"]
+          "fay@z.example", "gus@w.example", "hal@v.example", "ivy@u.example", "jo@t.example"]
 TRUSTED = "mx.ours.example"
 
 
@@ -54,12 +55,14 @@ def test_stranger_notices_suppress_nobody_and_the_same_with_proof_do(
                         auth=authentication_results(TRUSTED, "v.example")),
             dsn("ivy@u.example", sender="MAILER-DAEMON@mx.u.example",
                 auth=authentication_results(TRUSTED, "mx.u.example")),
+            arf("jo@t.example", sender="fbl@t.example",  # the complaint itself DMARC-proven
+                auth=authentication_results(TRUSTED, "t.example")),
         ]
         for raw in forged + proven:
             box.deliver(raw)
         wait_until(lambda: wd.log().count(" unverified ") >= 2
                    and sum(1 for (_, seq), s in _states(wd).items()
-                           if seq == "three" and s != "active") >= 7, 30,
+                           if seq == "three" and s != "active") >= 8, 30,
                    "every message handled")
     finally:
         assert terminate(proc) == 0
@@ -77,8 +80,9 @@ def test_stranger_notices_suppress_nobody_and_the_same_with_proof_do(
     assert states[("gus@w.example", "three")] == "unsubscribed"
     assert states[("hal@v.example", "three")] == "unsubscribed"
     assert states[("ivy@u.example", "three")] == "bounced"
+    assert states[("jo@t.example", "three")] == "unsubscribed"
     for person in ("ed@z.example", "fay@z.example", "gus@w.example", "hal@v.example",
-                   "ivy@u.example"):
+                   "ivy@u.example", "jo@t.example"):
         assert states[(person, "other")] != "active", f"{person} was not suppressed"
     again = wd.cli("enroll", "three", str(prospects_csv(
         wd, ["ann@X.COM", "cy@Y.example", "ED@z.example", "Gus@w.example"], "again.csv")),
