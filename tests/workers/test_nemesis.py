@@ -35,6 +35,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.fixtures.redis import RedisServer
+from tests.fixtures.smtp import SmtpServer
 from tests.invariants import check_invariants
 from tests.workdir import Workdir, make_workdir, prospects_csv, terminate
 
@@ -117,7 +119,8 @@ class Nemesis:
 
 @pytest.mark.timeout(1200 if SOAK else 120)
 def test_nemesis_kills_workers_at_named_boundaries_and_restarts_redis_yet_no_step_goes_twice(
-        tmp_path: Path, smtp_server, redis_server, pg_database_url: str) -> None:
+        tmp_path: Path, smtp_server: SmtpServer, redis_server: RedisServer,
+        pg_database_url: str) -> None:
     seed = int(os.environ.get("SEQUENCER_NEMESIS_SEED") or random.randrange(1_000_000))
     soak = SOAK
     plan = Plan.from_seed(seed, soak=soak)
@@ -143,7 +146,7 @@ def test_nemesis_kills_workers_at_named_boundaries_and_restarts_redis_yet_no_ste
             open_ = conn.scalar(text(
                 "select count(*) from enrollments where state = 'active'"))
             claimed = conn.scalar(text("select count(*) from sends where status = 'claimed'"))
-        return open_ == 0 and claimed == 0
+        return bool(open_ == 0 and claimed == 0)
 
     try:
         while time.monotonic() < deadline:
@@ -200,7 +203,7 @@ def test_nemesis_kills_workers_at_named_boundaries_and_restarts_redis_yet_no_ste
                 "select s.message_id, s.status, s.data_at, e.email, e.state, e.flag,"
                 " s.step_index from sends s join enrollments e on e.id = s.enrollment_id")
             ).all()
-            states = dict(conn.execute(text(
+            states: dict[str, int] = dict(conn.execute(text(
                 "select state, count(*) from enrollments group by state")).all())
     finally:
         engine.dispose()

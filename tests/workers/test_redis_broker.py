@@ -63,7 +63,7 @@ def test_worker_refuses_the_in_process_broker_with_a_clear_error(tmp_path: Path,
 
 
 def test_the_scheduler_counts_what_waits_in_redis_not_what_a_worker_fetched(
-        redis_server) -> None:
+        redis_server: RedisServer) -> None:
     """A fetched message is a worker's (and a killed worker's would hold every claim back
     until its heartbeat times out): the queue depth is what no worker has fetched yet."""
     from workers import actors
