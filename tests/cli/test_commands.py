@@ -187,3 +187,37 @@ def test_the_shipped_examples_validate_clean_even_under_strict(tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.count("ok: ") == 3
+
+
+def test_the_shipped_examples_with_a_nudge_and_a_repeat_warn_on_their_lines_and_fail_strict(
+        tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path, 2525)
+    (wd.path / "sequences/three.yaml").unlink()
+    for folder in ("sequences", "templates"):
+        for path in (REPO / folder).iterdir():
+            wd.write(f"{folder}/{path.name}", path.read_text(encoding="utf-8"))
+    reminder = wd.path / "templates/reminder.txt.j2"
+    text = reminder.read_text(encoding="utf-8")
+    assert text.splitlines()[4].startswith("Picking up where we left off: ")
+    reminder.write_text(text.replace("Picking up where we left off: ",
+                                     "Just circling back on this: "), encoding="utf-8")
+    review = wd.path / "templates/review_referral.txt.j2"  # the thank-you again
+    review.write_text((wd.path / "templates/purchase_thanks.txt.j2").read_text())
+    nudge = ("leans on 'circling back': a follow-up should say what is new (a fact, a "
+             "resource, a question), not that it follows up")
+    repeat = (f"repeats step thank-you ({wd.path / 'templates/purchase_thanks.txt.j2'}): 100% "
+              "of its 3-word phrases are already there; bring something new")
+    flagged = [f"{reminder}:5: {{}}step after-meeting/nudge {nudge}",
+               f"{review}:3: {{}}step after-sale/review-referral {repeat}",
+               f"{reminder}:5: {{}}step trade-show/reminder {nudge}"]
+
+    lenient = wd.cli("validate")
+    strict = wd.cli("validate", "--strict")
+
+    assert lenient.returncode == 0, lenient.stderr
+    assert lenient.stdout.count("ok: ") == 3
+    assert lenient.stderr.splitlines() == [line.format("warning: ") for line in flagged]
+    assert strict.returncode == 1
+    assert strict.stdout == ""
+    assert strict.stderr.splitlines() == [
+        "error: " + line.format("") + " (--strict)" for line in flagged]
