@@ -12,6 +12,12 @@ Message-ID we sent them) is APPENDed to INBOX, one at a time, over one persisten
 connection. The clock starts when APPEND's tagged OK comes back.
 
     .venv/bin/python bench/reply_latency.py [--n 100] [--runs 1|3] [--gap 0.1-0.2 | --serial]
+    .venv/bin/python bench/reply_latency.py --mailboxes 10,50,200 [--runs 3] [--nofile 1024]
+
+``--mailboxes`` runs a real ``sequencer run`` (a subprocess, under ``ulimit -n`` --nofile)
+watching that many mailboxes, one Dovecot user each, one prospect per mailbox, and prints
+its RSS, threads, fds and idle CPU once every watcher is up, then reply -> ``replied``
+(visible) for one reply per mailbox, APPENDs spaced by --gap.
 
 Two measures of "halted", both UTC wall clock:
 
@@ -460,6 +466,160 @@ def report(r: dict[str, Any], label: str) -> None:
         print("  watcher IMAP commands: " + "; ".join(parts))
 
 
+# --- many mailboxes: a real `sequencer run` watching M mailboxes on one Dovecot -------------
+
+def _proc_stats(pid: int) -> dict[str, float]:
+    status = dict(line.split(":", 1) for line in
+                  Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return {"rss_mb": int(status["VmRSS"].split()[0]) / 1024,
+            "threads": int(status["Threads"]),
+            "fds": len(os.listdir(f"/proc/{pid}/fd")),
+            "cpu_s": (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")}
+
+
+def many_mailboxes(args: argparse.Namespace, m: int, run_no: int) -> dict[str, Any]:
+    """``sequencer run`` (a subprocess, ``ulimit -n`` = --nofile) watching ``m`` mailboxes,
+    one Dovecot user each, one prospect per mailbox; its idle RSS, threads, fds and CPU;
+    then one reply per mailbox, spaced by --gap, and reply -> replied (visible) for each."""
+    import resource
+    import subprocess
+
+    assert DOVECOT is not None, "dovecot is not installed (apt-get install dovecot-imapd)"
+    server = DovecotServer(DOVECOT)
+    server.start()
+    sink = Sink()
+    smtp_port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    rng = random.Random(args.seed + run_no)
+    names = [f"mb{i}" for i in range(m)]
+    users = {name: f"{name}@example.test" for name in names}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for name in names:
+        env[f"PW_{name.upper()}"] = server.add_user(users[name])
+    proc = None
+    poller = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="reply-many-") as tmp:
+            root = Path(tmp)
+            build_workdir(root, smtp_port, server, m, args.tick)
+            boxes = "".join(
+                f"  {name}:\n    from: \"Dana <{users[name]}>\"\n"
+                f"    smtp: {{host: 127.0.0.1, port: {smtp_port}, tls: none}}\n"
+                f"    imap: {{host: 127.0.0.1, port: {server.port}, username: {users[name]}, "
+                f"password_env: PW_{name.upper()}, tls: none}}\n" for name in names)
+            (root / "sequencer.yaml").write_text(
+                f"database: sqlite:///bench.db\nbroker: memory\ntick: {args.tick}\n"
+                f"mailboxes:\n{boxes}")
+            seq = root / "sequences" / f"{SEQUENCE}.yaml"
+            seq.write_text(seq.read_text().replace(
+                "mailbox: sales", f"mailbox: [{', '.join(names)}]\nassign: round-robin"))
+            cli = [sys.executable, "-m", "sequencer"]
+            subprocess.run([*cli, "enroll", SEQUENCE, "prospects.csv"], cwd=root, env=env,
+                           check=True, capture_output=True)
+            log = open(root / "run.log", "wb")  # noqa: SIM115 (closed with the folder)
+            limit = (args.nofile, args.nofile)
+            proc = subprocess.Popen([*cli, "run", "--threads", str(args.threads)], cwd=root,
+                                    env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    preexec_fn=lambda: resource.setrlimit(
+                                        resource.RLIMIT_NOFILE, limit))
+            engine = create_engine(f"sqlite:///{root / 'bench.db'}")
+            from sqlalchemy import func
+
+            from sequencer.store.schema import enrollments, sends
+
+            def count_sent() -> int:
+                with engine.connect() as conn:
+                    return int(conn.scalar(select(func.count()).select_from(sends)
+                                           .where(sends.c.status == "sent")) or 0)
+
+            t0 = time.monotonic()
+            wait_for(f"{m} first steps sent", lambda: count_sent() >= m, 300)
+            wait_for(f"{m} watchers", lambda: (root / "run.log").read_text(
+                errors="replace").count("watching mailbox ") >= m, 300)
+            started_s = time.monotonic() - t0
+            time.sleep(3)
+            a = _proc_stats(proc.pid)
+            t1 = time.monotonic()
+            time.sleep(args.idle)
+            b = _proc_stats(proc.pid)
+            idle_cpu = (b["cpu_s"] - a["cpu_s"]) / (time.monotonic() - t1)
+            with engine.connect() as conn:
+                targets = list(conn.execute(
+                    select(enrollments.c.id, enrollments.c.email, enrollments.c.mailbox,
+                           sends.c.message_id)
+                    .join(sends, sends.c.enrollment_id == enrollments.c.id)).all())
+            engine.dispose()
+            rng.shuffle(targets)
+            poller = Poller(root / "bench.db", interval=args.poll)
+            poller.start()
+            appended: dict[int, float] = {}
+            for i, (eid, email, mailbox, message_id) in enumerate(targets):
+                raw = reply(users[mailbox], email, message_id, i)
+                server.append(raw, user=users[mailbox])
+                appended[eid] = time.time()
+                time.sleep(rng.uniform(args.gap[0], args.gap[1]))
+            deadline = time.monotonic() + args.timeout
+            while time.monotonic() < deadline and len(poller.seen) < m:
+                time.sleep(0.02)
+            poller.stop.set()
+            poller.join()
+            text = (root / "run.log").read_text(errors="replace")
+            errors = sum(text.count(w) for w in ("Traceback", "Too many open files"))
+            proc.send_signal(15)
+            proc.wait(60)
+            log.close()
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        if poller is not None:
+            poller.stop.set()
+        controller.stop()
+        server.remove()
+    visible = [poller.seen[e] - t for e, t in appended.items() if e in poller.seen]
+    return {"m": m, "started_s": started_s, "rss_mb": b["rss_mb"], "threads": b["threads"],
+            "fds": b["fds"], "idle_cpu": idle_cpu, "visible": visible,
+            "missed": m - len(visible), "errors": errors}
+
+
+def main_many(args: argparse.Namespace) -> int:
+    sizes = [int(x) for x in args.mailboxes.split(",")]
+    inotify = Path("/proc/sys/fs/inotify/max_user_instances").read_text().strip()
+    print(f"many mailboxes: {', '.join(map(str, sizes))} mailboxes on one Dovecot, one reply "
+          f"each (APPENDs {args.gap[0]:g}-{args.gap[1]:g}s apart), `sequencer run` under "
+          f"ulimit -n {args.nofile}; fs.inotify.max_user_instances={inotify}; {args.runs} "
+          f"run(s); baseline {sizes[0]} mailboxes", flush=True)
+    rows = []
+    for m in sizes:
+        got = [many_mailboxes(args, m, r) for r in range(args.runs)]
+        med = statistics.median
+        row = {k: med(g[k] for g in got) for k in ("rss_mb", "threads", "fds", "idle_cpu")}
+        row["p99"] = med(summary(g["visible"])["p99"] for g in got)
+        row["p50"] = med(summary(g["visible"])["p50"] for g in got)
+        row["missed"] = max(g["missed"] for g in got)
+        row["errors"] = max(g["errors"] for g in got)
+        row["m"] = m
+        rows.append(row)
+        for g in got:
+            print(f"  {m:4} mailboxes: started in {g['started_s']:.1f}s, RSS {g['rss_mb']:.1f} "
+                  f"MB, {g['threads']} threads, {g['fds']} fds, idle CPU "
+                  f"{100 * g['idle_cpu']:.2f}% | reply->replied "
+                  f"{fmt(summary(g['visible']))}, {g['missed']} missed, "
+                  f"{g['errors']} errors in the log", flush=True)
+    base = rows[0]
+    print(f"\nmedian of {args.runs} (ratio against {base['m']} mailboxes):")
+    for r in rows:
+        print(f"  {r['m']:4} mailboxes: RSS {r['rss_mb']:6.1f} MB "
+              f"({r['rss_mb'] / base['rss_mb']:.2f}x), threads {r['threads']:.0f} "
+              f"({r['threads'] / base['threads']:.2f}x), fds {r['fds']:.0f}, idle CPU "
+              f"{100 * r['idle_cpu']:.2f}% of a core, reply->replied p50 "
+              f"{1000 * r['p50']:.0f} ms p99 {1000 * r['p99']:.0f} ms "
+              f"({r['p99'] / base['p99']:.2f}x), {r['missed']:.0f} missed, "
+              f"{r['errors']:.0f} errors")
+    return 1 if any(r["missed"] or r["errors"] for r in rows) else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -479,9 +639,17 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=15.0,
                         help="after the last APPEND, give up on a reply after this long")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--mailboxes", help="e.g. 10,50,200: a real `sequencer run` watching "
+                        "that many mailboxes on one Dovecot, one reply each (see many_mailboxes)")
+    parser.add_argument("--nofile", type=int, default=1024,
+                        help="with --mailboxes: the run's ulimit -n (1024)")
+    parser.add_argument("--idle", type=float, default=10.0,
+                        help="with --mailboxes: seconds of idle CPU measured (10)")
     args = parser.parse_args()
     lo, _, hi = args.gap.partition("-")
     args.gap = (float(lo), float(hi or lo))
+    if args.mailboxes:
+        return main_many(args)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_probes()
