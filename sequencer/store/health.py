@@ -8,6 +8,7 @@ means nobody is watching that mailbox any more, whatever its state says.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -60,3 +61,10 @@ def report(store: Store, name: str, health: Health, now: datetime) -> None:
     """Replace the mailbox's row with ``health`` as of ``now`` (one small transaction)."""
     with store.write() as conn:
         write(conn, name, health, now)
+
+
+def report_many(store: Store, reports: Iterable[tuple[str, Health]], now: datetime) -> None:
+    """Several mailboxes' rows in one transaction (the watcher process's heartbeat)."""
+    with store.write() as conn:
+        for name, health in reports:
+            write(conn, name, health, now)
