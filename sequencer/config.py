@@ -220,6 +220,9 @@ class Settings:
     soft_bounces: SoftBounceConfig = SoftBounceConfig()
     idle_s: float = 240.0
     imap_timeout_s: float = 30.0
+    # how long a watcher's hold on its mailbox lasts unrenewed: a killed process's
+    # mailboxes are watched again by another (or a restarted) process after it
+    watch_lease_s: float = 60.0
     # how many sequences one prospect may be active (or paused) in at once
     max_active_sequences: int = 1
     # free-mail and ISP domains beyond the bundled list (core/freemail.txt), same syntax
@@ -340,6 +343,7 @@ class _SettingsModel(StrictModel):
     soft_bounces: _SoftBounceModel = _SoftBounceModel()
     imap_idle: Duration = timedelta(minutes=4)
     imap_timeout: Duration = timedelta(seconds=30)
+    watch_lease: Duration = timedelta(seconds=60)
     webhooks: list[_WebhookModel] = Field(default_factory=list)
     webhook_backoff: Duration = timedelta(seconds=10)
     webhook_max_backoff: Duration = timedelta(hours=1)
@@ -481,6 +485,7 @@ class _Builder:
                 self._positive(raw.soft_bounces.within, ("soft_bounces", "within"))),
             idle_s=self._positive(raw.imap_idle, ("imap_idle",)),
             imap_timeout_s=self._positive(raw.imap_timeout, ("imap_timeout",)),
+            watch_lease_s=self._positive(raw.watch_lease, ("watch_lease",)),
             max_active_sequences=raw.max_active_sequences,
             free_mail=self._free_mail(raw.free_mail),
             test_crash_at=self.env.get("SEQUENCER_TEST_CRASH_AT") or None,

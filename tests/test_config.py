@@ -125,16 +125,19 @@ def test_an_empty_settings_file_gives_the_defaults(tmp_path: Path) -> None:
     assert settings.unsubscribe_url is None
     assert settings.retry == RetryConfig(attempts=5, backoff_s=60.0, max_backoff_s=3600.0)
     assert (settings.idle_s, settings.imap_timeout_s) == (240.0, 30.0)
+    assert settings.watch_lease_s == 60.0
     assert settings.test_crash_at is None
 
 
 def test_retry_and_imap_timing_are_read_from_the_file(tmp_path: Path) -> None:
-    text = "retry: {attempts: 3, backoff: 1s, max_backoff: 2s}\nimap_idle: 1m\nimap_timeout: 5s\n"
+    text = ("retry: {attempts: 3, backoff: 1s, max_backoff: 2s}\nimap_idle: 1m\n"
+            "imap_timeout: 5s\nwatch_lease: 3s\n")
 
     settings = load(tmp_path, text)
 
     assert settings.retry == RetryConfig(attempts=3, backoff_s=1.0, max_backoff_s=2.0)
     assert (settings.idle_s, settings.imap_timeout_s) == (60.0, 5.0)
+    assert settings.watch_lease_s == 3.0
 
 
 @pytest.mark.parametrize(
@@ -148,6 +151,7 @@ def test_retry_and_imap_timing_are_read_from_the_file(tmp_path: Path) -> None:
         ),
         ("retry: {tries: 3}\n", "1: unknown key 'tries' in retry"),
         ("imap_idle: 0s\n", "1: imap_idle: must be longer than 0s"),
+        ("tick: 1s\nwatch_lease: 0s\n", "2: watch_lease: must be longer than 0s"),
     ],
 )
 def test_bad_retry_and_imap_timing_are_refused(tmp_path: Path, text: str, reason: str) -> None:

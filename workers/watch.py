@@ -32,7 +32,6 @@ from sequencer.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
-LEASE_S = 60.0
 #: Threads for the watchers' database work, however many mailboxes there are.
 DB_THREADS = 4
 
@@ -156,23 +155,24 @@ async def report_all(app: Workspace, reporters: Mapping[str, Reporter]) -> None:
 
 class Leases:
     """The mailbox leases this process holds, renewed together: one statement every
-    ``LEASE_S / 3`` for all of them, not a poll per mailbox. A lease another process took
-    over (after it ran out) is lost at once; one that could not be renewed (a database
-    error) is lost when ``LEASE_S * 0.8`` passed since its last renewal. A lost lease sets
-    its watcher's ``done`` event."""
+    ``lease_s / 3`` (the ``watch_lease`` setting, 60 s by default) for all of them, not a poll per
+    mailbox. A lease another process took over (after it ran out) is lost at once; one that
+    could not be renewed (a database error) is lost when ``lease_s * 0.8`` passed since its
+    last renewal. A lost lease sets its watcher's ``done`` event."""
 
     RETRY_S = 5.0
 
     def __init__(self, app: Workspace, owner: str) -> None:
         self._app = app
         self.owner = owner
+        self.lease_s = app.settings.watch_lease_s
         self._held: dict[str, tuple[asyncio.Event, float]] = {}  # name -> (done, renewed)
         self._lost: set[str] = set()
 
     async def take(self, name: str) -> bool:
         try:
             return await asyncio.to_thread(store_inbound.hold_lease, self._app.store, name,
-                                           self.owner, self._app.clock(), LEASE_S)
+                                           self.owner, self._app.clock(), self.lease_s)
         except Exception:
             logger.warning("cannot take the lease on mailbox %s", name, exc_info=True)
             return False
@@ -190,7 +190,7 @@ class Leases:
 
     async def keep(self, stopping: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        wait = LEASE_S / 3
+        wait = self.lease_s / 3
         while not stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), wait)
@@ -200,13 +200,13 @@ class Leases:
             try:
                 renewed: set[str] | None = await asyncio.to_thread(
                     store_inbound.renew_leases, self._app.store, names, self.owner,
-                    self._app.clock(), LEASE_S)
+                    self._app.clock(), self.lease_s)
             except Exception:
                 logger.warning("cannot renew the leases on mailboxes %s", ", ".join(names),
                                exc_info=True)
                 renewed = None
             now = loop.time()
-            wait = LEASE_S / 3 if renewed is not None else self.RETRY_S
+            wait = self.lease_s / 3 if renewed is not None else self.RETRY_S
             for name in names:
                 held = self._held.get(name)
                 if held is None:
@@ -214,7 +214,7 @@ class Leases:
                 done, at = held
                 if renewed is not None and name in renewed:
                     self._held[name] = (done, now)
-                elif renewed is not None or now - at > LEASE_S * 0.8:
+                elif renewed is not None or now - at > self.lease_s * 0.8:
                     logger.warning("lost the lease on mailbox %s; its watcher stops and will "
                                    "try to take it again", name)
                     self._lost.add(name)
@@ -307,7 +307,7 @@ class Watchers:
             if await self.leases.take(name):
                 break
             logger.info("mailbox %s is watched by another process; waiting", name)
-            await self.sleep(LEASE_S / 3)
+            await self.sleep(self.leases.lease_s / 3)
         if self.stopping.is_set():
             return
         logger.info("watching mailbox %s", name)

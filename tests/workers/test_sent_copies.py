@@ -24,7 +24,9 @@ steps:
 
 def with_imap(tmp_path: Path, smtp_port: int, dovecot: DovecotServer, extra: str,
               sequence: str = THREE) -> Workdir:
-    wd = make_workdir(tmp_path, smtp_port, sequence=sequence, lease="1s", mailbox_extra=(
+    # watch_lease 3s: a killed process's mailbox is watched again 3 s later, not 60 s
+    wd = make_workdir(tmp_path, smtp_port, sequence=sequence, lease="1s",
+                      extra="watch_lease: 3s\n", mailbox_extra=(
         f"    imap: {{host: 127.0.0.1, port: {dovecot.port}, username: {dovecot.username}, "
         "password_env: IMAP_PW, tls: none}\n" + extra))
     wd.env["IMAP_PW"] = dovecot.password
@@ -85,8 +87,8 @@ def test_an_unknown_step_found_in_sent_counts_as_sent_and_the_sequence_goes_on(
     dovecot.append(smtp_server.deliveries[0].raw, "Sent")
     proc = wd.start("run", log="run2.log")
     try:
-        # The killed process's watcher lease (60 s) runs out first.
-        smtp_server.wait_for(3, timeout=120)
+        # The killed process's watcher lease (watch_lease, 3 s) runs out first.
+        smtp_server.wait_for(3, timeout=30)
         wait_until(lambda: wd.status()[0]["state"] == "completed", 20, "completed")
     finally:
         assert terminate(proc) == 0, wd.log("run2.log")
@@ -108,8 +110,8 @@ def test_an_unknown_step_missing_from_sent_stays_flagged_after_the_grace_period(
     crash_after_the_250(wd, smtp_server)
     proc = wd.start("run", log="run2.log")
     try:
-        wait_until(lambda: "not in Sent within 3s" in (wd.status()[0]["flag"] or ""), 120,
-                   "given up on after the grace period")
+        wait_until(lambda: "not in Sent within 3s" in (wd.status()[0]["flag"] or ""), 30,
+                   "given up on after the grace period")  # the lease, then the 3 s
     finally:
         assert terminate(proc) == 0, wd.log("run2.log")
     status = wd.status()[0]
