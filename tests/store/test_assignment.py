@@ -127,3 +127,30 @@ def _paused_record(engine: Engine, mailbox: str = "lee") -> EventRecord:
     from sequencer.core.machine import Event
 
     return EventRecord(Event.PAUSED, engine.clock(), mailbox=mailbox, detail="test")
+
+
+def test_a_pool_and_mailboxes_mixed_in_one_list_expand_in_order_each_once(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
+    wd = make_workdir(tmp_path, smtp_server.port, sequence="""\
+name: one
+mailbox: [kim, team, lee]
+steps:
+  - {name: only, template: reminder, wait: 0s}
+""")
+    boxes = "".join(
+        f'  {name}:\n    from: "{name.title()} <{name}@example.com>"\n'
+        f"    smtp: {{host: 127.0.0.1, port: {smtp_server.port}, tls: none, timeout: 1s}}\n"
+        for name in ("dana", "lee", "kim"))
+    wd.write("sequencer.yaml", wd.config.read_text().split("mailboxes:")[0]
+             + f"pools:\n  team: [dana, kim, lee]\nmailboxes:\n{boxes}")
+    checked = wd.cli("validate", check=True).stdout
+    assert "mailboxes kim, dana, lee (round-robin)" in checked
+    engine = Engine(wd)
+    try:
+        enroll(engine, wd, "a", 9)
+        assert given(engine) == {"kim": 3, "dana": 3, "lee": 3}
+        engine.step()
+        senders = Counter(d.message["From"] for d in smtp_server.deliveries)
+        assert senders == {f"{n.title()} <{n}@example.com>": 3 for n in ("dana", "lee", "kim")}
+    finally:
+        engine.close()
