@@ -123,3 +123,13 @@ def test_an_unknown_provider_is_an_error_with_its_line(tmp_path: Path) -> None:
 def test_a_preset_oauth2_part_needs_auth_oauth2_to_apply(tmp_path: Path) -> None:
     box = mailbox(tmp_path, "    provider: gmail\n    smtp: {password_env: PW}\n")
     assert box.oauth is None and box.smtp.password is not None
+
+
+@pytest.mark.parametrize("provider", sorted(set(TABLE) - set(OAUTH)))
+def test_a_provider_without_public_oauth2_endpoints_leaves_them_to_the_mailbox(
+        tmp_path: Path, provider: str) -> None:
+    with pytest.raises(ConfigError) as failed:
+        mailbox(tmp_path, f"    provider: {provider}\n    auth: oauth2\n"
+                          "    oauth2: {client_id: abc}\n")
+    assert "sequencer.yaml:6: missing key 'authorize_url' in mailboxes.dana.oauth2" in str(
+        failed.value)
