@@ -9,6 +9,7 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from sequencer.store.db import Store
@@ -292,6 +293,10 @@ def stored(wd: Workdir) -> dict[str, tuple[str, str | None, int]]:
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
+# Each `sequencer` command costs about 2.5 s of CPU to start; these tests run up to ten of
+# them, which on a loaded 2-core machine can pass the default 120 s.
+SEVERAL_COMMANDS = pytest.mark.timeout(300)
+
 
 def sent_first_steps_then_renamed(tmp_path: Path, smtp_server: SmtpServer, people: list[str]
                                   ) -> tuple[Workdir, SteppedClock, Driver, str]:
@@ -321,6 +326,7 @@ RENAMED = (r"sequences/three\.yaml:1: sequence name changed from 'three' to 'fol
            r"--sequence three` lists them; `sequencer stop EMAIL --sequence three` ends one\)")
 
 
+@SEVERAL_COMMANDS
 def test_x9_a_sequence_renamed_under_active_enrollments_is_refused_at_load_and_fails_none(
         tmp_path: Path, smtp_server: SmtpServer) -> None:
     people = ["ann@example.com", "bo@example.com", "cy@example.com", "dee@example.com"]
@@ -346,6 +352,7 @@ def test_x9_a_sequence_renamed_under_active_enrollments_is_refused_at_load_and_f
                           "dee@example.com": ("stopped", None, 1)}  # nothing failed
 
 
+@SEVERAL_COMMANDS
 def test_x9_the_name_put_back_the_same_enrollments_go_on_where_they_were(
         tmp_path: Path, smtp_server: SmtpServer) -> None:
     people = ["ann@example.com", "bo@example.com", "cy@example.com"]
@@ -383,6 +390,7 @@ def enrolled_in_two(wd: Workdir) -> None:
     wd.cli("enroll", "webinar", str(prospects_csv(wd, ["bo@example.com"], "b.csv")), check=True)
 
 
+@SEVERAL_COMMANDS
 def test_x9_the_renamed_file_is_told_apart_from_a_new_one_by_the_steps_it_sent(
         tmp_path: Path, smtp_server: SmtpServer) -> None:
     wd = make_workdir(tmp_path, smtp_server.port, wait2="1d", wait3="1d")
@@ -415,6 +423,7 @@ def test_x9_the_renamed_file_is_told_apart_from_a_new_one_by_the_steps_it_sent(
                           "bo@example.com": ("active", None, 1)}
 
 
+@SEVERAL_COMMANDS
 def test_x9_a_sequence_file_removed_under_an_active_enrollment_is_refused_until_it_ends(
         tmp_path: Path) -> None:
     wd = make_workdir(tmp_path, 2525)
