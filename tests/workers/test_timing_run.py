@@ -8,9 +8,11 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.smtp import SmtpServer
 from tests.timetravel import Driver, SteppedClock
-from tests.workdir import Workdir, make_workdir, terminate
+from tests.workdir import Workdir, make_workdir, terminate, wait_for_watcher, wait_until
+from tests.workers.test_watch import reply_to
 
 T0 = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)  # Wednesday; Thanksgiving is tomorrow
 
@@ -31,29 +33,47 @@ def paced(name: str, templates: list[str]) -> str:
     return PACED.format(name=name, steps=steps)
 
 
-def start(tmp_path: Path, port: int, sequence: str) -> tuple[Workdir, SteppedClock]:
+def start(tmp_path: Path, port: int, sequence: str,
+          dovecot: DovecotServer | None = None) -> tuple[Workdir, SteppedClock]:
     # max_active_sequences: one prospect is paced across two sequences at once
+    imap = "" if dovecot is None else (
+        f"    imap: {{host: 127.0.0.1, port: {dovecot.port}, username: "
+        f"{dovecot.username}, password_env: IMAP_PW, tls: none}}\n")
     wd = make_workdir(tmp_path, port, sequence=sequence, lease="1h",
-                      extra="max_active_sequences: 2\n")
+                      extra="max_active_sequences: 2\n"
+                      + ("" if dovecot is None else "imap_idle: 30s\nimap_timeout: 5s\n"),
+                      mailbox_extra=imap)
+    if dovecot is not None:
+        wd.env["IMAP_PW"] = dovecot.password
     clock = SteppedClock(tmp_path / "clock.txt", T0)
     wd.env.update(clock.env)
     return wd, clock
 
 
 def test_pacing_through_run_keeps_min_gap_and_max_per_week_across_two_sequences(
-    tmp_path: Path, smtp_server: SmtpServer
+    tmp_path: Path, smtp_server: SmtpServer, dovecot: DovecotServer
 ) -> None:
     # Each sequence alone would mail every 6 hours; both say min_gap 1d, max_per_week 2.
+    # The mailbox is watched over IMAP (Dovecot), as a user's would be.
     wd, clock = start(tmp_path, smtp_server.port,
-                      paced("intro", ["thank_you", "reminder", "new_info"]))
+                      paced("intro", ["thank_you", "reminder", "new_info"]), dovecot)
     wd.write("sequences/webinar.yaml", paced("webinar", ["thank_you", "reminder"]))
     wd.write("both.csv", "email,first_name\nann@example.com,Ann\n")
-    wd.write("one.csv", "email,first_name\nann@example.com,Ann\nbo@example.com,Bo\n")
+    wd.write("one.csv",
+             "email,first_name\nann@example.com,Ann\nbo@example.com,Bo\ncy@example.com,Cy\n")
     wd.cli("enroll", "intro", "one.csv", check=True)
     wd.cli("enroll", "webinar", "both.csv", check=True)
     proc = wd.start("run")
     driver = Driver(wd, clock, smtp_server)
     try:
+        wait_for_watcher(wd)
+        driver.settle()  # the first emails, at T0
+        # Cy answers the first email through Dovecot: that halts cy, and only cy.
+        (cy_first,) = [d for d in smtp_server.deliveries if d.rcpt_tos == ["cy@example.com"]]
+        dovecot.append(reply_to(cy_first))
+        wait_until(lambda: {s["email"]: s["state"] for s in wd.status()
+                            if s["sequence"] == "intro"}["cy@example.com"] == "replied",
+                   20, "cy's reply")
         driver.run(until=T0 + timedelta(weeks=5))
     finally:
         driver.close()
@@ -63,7 +83,9 @@ def test_pacing_through_run_keeps_min_gap_and_max_per_week_across_two_sequences(
         by_rcpt[arrival.rcpt].append(arrival.at)
     assert len(by_rcpt["ann@example.com"]) == 5, wd.log()  # nothing starved or lost
     assert len(by_rcpt["bo@example.com"]) == 3
-    for rcpt, times in by_rcpt.items():
+    assert len(by_rcpt["cy@example.com"]) == 1, "nothing after cy's reply"
+    for rcpt in ("ann@example.com", "bo@example.com"):
+        times = by_rcpt[rcpt]
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
         assert min(gaps) >= timedelta(days=1), (rcpt, times)  # min_gap
         for t in times:  # max_per_week, in every 7 days
@@ -77,7 +99,9 @@ def test_pacing_through_run_keeps_min_gap_and_max_per_week_across_two_sequences(
     held = [line for line in log.splitlines() if "deferred" in line]
     assert any("held by pacing (min_gap 1d, max_per_week 2; last email" in line
                and "ann@example.com" in line for line in held), log
-    assert all(s["state"] == "completed" for s in wd.status())
+    assert {(s["sequence"], s["email"]): s["state"] for s in wd.status()} == {
+        ("intro", "ann@example.com"): "completed", ("intro", "bo@example.com"): "completed",
+        ("intro", "cy@example.com"): "replied", ("webinar", "ann@example.com"): "completed"}
 
 
 PLANNED = """\
