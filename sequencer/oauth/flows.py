@@ -52,6 +52,11 @@ class _Callback:
     query: dict[str, str] | None = None
 
 
+def _endpoint_failed(err: Exception) -> AuthorizationFailed:
+    return AuthorizationFailed(
+        f"the token endpoint failed: {safe_text(f'{type(err).__name__}: {err}')}")
+
+
 def _callback_server(expected_path: str, result: _Callback) -> HTTPServer:
     done = threading.Event()
 
@@ -127,9 +132,7 @@ def authorize_in_browser(settings: OAuthSettings, *, show: Show, login_hint: str
                     f"the code exchange failed: {err.error}: {safe_text(err.description)}"
                 ) from None
             except (httpx2.HTTPError, ValueError) as err:
-                raise AuthorizationFailed(
-                    f"the token endpoint failed: {safe_text(f'{type(err).__name__}: {err}')}"
-                ) from None
+                raise _endpoint_failed(err) from None
         return answer_from(token, time.time())
     finally:
         server.server_close()
@@ -177,9 +180,7 @@ def authorize_on_device(settings: OAuthSettings, *, show: Show, timeout_s: float
                         f"{safe_text(err.description)}"
                     ) from None
             except (httpx2.HTTPError, ValueError) as err:
-                raise AuthorizationFailed(
-                    f"the token endpoint failed: {safe_text(f'{type(err).__name__}: {err}')}"
-                ) from None
+                raise _endpoint_failed(err) from None
             if clock() + interval > deadline:
                 raise AuthorizationFailed("the device code expired before it was entered")
             sleep(interval)
