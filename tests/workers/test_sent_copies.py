@@ -82,13 +82,16 @@ def test_an_unknown_step_found_in_sent_counts_as_sent_and_the_sequence_goes_on(
         tmp_path: Path, smtp_server: SmtpServer, dovecot: DovecotServer) -> None:
     # A server that files submitted mail in Sent by itself (as Gmail does): the test files
     # the delivered bytes there, as that server would have.
-    wd = with_imap(tmp_path, smtp_server.port, dovecot, "    saves_sent: true\n")
+    # sent_grace 30s: Sent is looked in every 3 s (a tenth of it), so a step that becomes
+    # unknown after the watcher started is found well inside the wait below.
+    wd = with_imap(tmp_path, smtp_server.port, dovecot,
+                   "    saves_sent: true\n    sent_grace: 30s\n")
     crash_after_the_250(wd, smtp_server)
     dovecot.append(smtp_server.deliveries[0].raw, "Sent")
     proc = wd.start("run", log="run2.log")
     try:
-        # The killed process's watcher lease (watch_lease, 3 s) runs out first.
-        smtp_server.wait_for(3, timeout=30)
+        # The killed process's claim and watcher leases run out first.
+        smtp_server.wait_for(3, timeout=40)
         wait_until(lambda: wd.status()[0]["state"] == "completed", 20, "completed")
     finally:
         assert terminate(proc) == 0, wd.log("run2.log")
